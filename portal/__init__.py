@@ -1,0 +1,76 @@
+"""The portal: a multi-tenant settings portal for outgoing mail."""
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask, render_template
+
+from portal import crypto
+from portal.audit import FIELD_LABELS
+from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
+from portal.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: config, extensions, blueprints, CLI."""
+    test_config = test_config or {}
+    instance = test_config.get("INSTANCE_PATH") or os.environ.get("PORTAL_INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        instance_path=str(instance or DEFAULT_INSTANCE_PATH),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(Config)
+    app.config.from_mapping(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url(
+            app.config["DATABASE_URL"], Path(app.instance_path)
+        )
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    crypto.init_app(app)
+
+    from portal import auth, cli, companies, mail_settings
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(companies.bp)
+    app.register_blueprint(mail_settings.bp)
+    cli.init_app(app)
+    app.jinja_env.globals["FIELD_LABELS"] = FIELD_LABELS
+    _register_error_pages(app)
+    app.after_request(_no_store)
+    return app
+
+
+def _instance_secret(instance: Path) -> str:
+    """A session signing key kept under instance/, made on first start."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _no_store(response):
+    # Settings pages carry tenant data: keep them out of shared caches.
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _register_error_pages(app: Flask) -> None:
+    for code in (400, 403, 404):
+        app.register_error_handler(
+            code, lambda exc, code=code: (render_template(f"errors/{code}.html", error=exc), code)
+        )

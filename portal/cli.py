@@ -1,0 +1,63 @@
+"""The `portal` console command: database, users, companies and the demo."""
+
+import secrets
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from portal import accounts, demo
+from portal.extensions import db
+from portal.models import Company, User
+
+
+def _create_app():
+    from portal import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True)
+def main() -> None:
+    """Manage the mail settings portal."""
+
+
+@click.command("create-superuser")
+@click.option("--email", required=True)
+@click.option("--name", default="")
+@click.password_option()
+@with_appcontext
+def create_superuser(email: str, name: str, password: str) -> None:
+    """Create a superuser, or give an existing user superuser rights and a new password."""
+    user = accounts.find_by_email(email) or User(email=email.strip().lower(), name=name)
+    user.is_superuser = True
+    user.company_id = None
+    accounts.set_password(user, password)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"superuser {user.email} ready")
+
+
+@click.command("create-company")
+@click.argument("name")
+@with_appcontext
+def create_company(name: str) -> None:
+    """Create a company."""
+    company = Company(name=name.strip())
+    db.session.add(company)
+    db.session.commit()
+    click.echo(f"company {company.id}: {company.name}")
+
+
+@click.command("demo")
+@with_appcontext
+def demo_command() -> None:
+    """Seed a superuser, two companies with an admin each, and global mail settings."""
+    for email, password in demo.seed(lambda: secrets.token_urlsafe(12)):
+        click.echo(f"created {email} with password {password}")
+    db.session.commit()
+
+
+def init_app(app: Flask) -> None:
+    for command in (create_superuser, create_company, demo_command):
+        app.cli.add_command(command)

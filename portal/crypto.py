@@ -1,0 +1,48 @@
+"""Encryption of stored secrets with MultiFernet; keys never live in the database."""
+
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flask import Flask, current_app
+
+from portal.exceptions import SecretError
+
+KEY_FILE_NAME = "encryption.keys"
+
+
+def load_keys(app: Flask) -> list[bytes]:
+    """Keys from PORTAL_ENCRYPTION_KEYS (comma-separated, newest first) or the instance file."""
+    configured = app.config.get("PORTAL_ENCRYPTION_KEYS")
+    if not configured:
+        key_file = Path(app.instance_path) / KEY_FILE_NAME
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_bytes(Fernet.generate_key() + b"\n")
+            key_file.chmod(0o600)
+            app.logger.warning("generated an encryption key in %s", key_file)
+        configured = key_file.read_text()
+    keys = [k.strip().encode() for k in configured.replace("\n", ",").split(",") if k.strip()]
+    if not keys:
+        raise SecretError("no encryption key configured")
+    return keys
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["portal.fernet"] = MultiFernet([Fernet(k) for k in load_keys(app)])
+
+
+def _fernet() -> MultiFernet:
+    return current_app.extensions["portal.fernet"]
+
+
+def encrypt(plaintext: str) -> str:
+    """Encrypt a secret with the newest key."""
+    return _fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    """Decrypt a secret with any configured key."""
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretError("a stored secret cannot be decrypted with the configured keys") from exc

@@ -1,0 +1,183 @@
+"""Flask-WTF forms; every field is validated on the server."""
+
+import ipaddress
+import re
+
+from email_validator import EmailNotValidError, validate_email
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import ValidationError
+
+from portal.settings import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
+
+CONTROL_CHARS = re.compile(r"[\r\n\x00]")
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_FOOTER_CHARS = 20_000
+SECURITY_LABELS = [
+    SelectChoice("none", "None"),
+    SelectChoice("starttls", "STARTTLS"),
+    SelectChoice("ssl", "SSL/TLS"),
+]
+
+
+def single_line(form, field) -> None:
+    """Reject CR, LF and NUL: they would split an SMTP command or a mail header."""
+    if field.data and CONTROL_CHARS.search(str(field.data)):
+        raise ValidationError("Line breaks and NUL characters are not allowed here.")
+
+
+def no_nul(form, field) -> None:
+    if field.data and "\x00" in field.data:
+        raise ValidationError("NUL characters are not allowed.")
+
+
+def max_length(limit: int):
+    def check(form, field) -> None:
+        if field.data and len(field.data) > limit:
+            raise ValidationError(f"Use at most {limit} characters.")
+
+    return check
+
+
+def normalize_host(value: str) -> str:
+    """Return the host in canonical form or raise ValueError."""
+    host = value.strip().lower().removesuffix(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(HOST_LABEL.match(label) for label in labels):
+        raise ValueError(host)
+    if labels[-1].isdigit():  # 1.2.3 or 0177.0.0.1-like spellings that are not real IPs
+        raise ValueError(host)
+    return host
+
+
+def normalize_email(value: str) -> str:
+    """Return the normalized address or raise EmailNotValidError."""
+    return validate_email(value.strip(), check_deliverability=False).normalized
+
+
+class HostField(StringField):
+    def post_validate(self, form, validation_stopped) -> None:
+        if validation_stopped or self.errors or not self.data:
+            return
+        try:
+            self.data = normalize_host(self.data)
+        except ValueError:
+            self.errors.append("Enter a host name (mail.example.com) or an IP address.")
+
+
+class EmailField(StringField):
+    def post_validate(self, form, validation_stopped) -> None:
+        if validation_stopped or self.errors or not self.data:
+            return
+        try:
+            self.data = normalize_email(self.data)
+        except EmailNotValidError as exc:
+            self.errors.append(f"Enter a valid email address: {exc}")
+
+
+class WholeNumberField(StringField):
+    """An integer field whose only message is the allowed range."""
+
+    def __init__(self, label: str, minimum: int, maximum: int, **kwargs):
+        super().__init__(label, **kwargs)
+        self.minimum, self.maximum = minimum, maximum
+
+    def process_formdata(self, valuelist) -> None:
+        self.raw = valuelist[0].strip() if valuelist else ""
+        self.data = int(self.raw) if re.fullmatch(r"\d{1,6}", self.raw) else self.raw
+
+    def pre_validate(self, form) -> None:
+        if not isinstance(self.data, int) or not self.minimum <= self.data <= self.maximum:
+            raise ValidationError(f"Enter a whole number from {self.minimum} to {self.maximum}.")
+
+    def _value(self) -> str:
+        return "" if self.data is None else str(self.data)
+
+
+def required(message: str):
+    def check(form, field) -> None:
+        if not (field.data or "").strip():
+            raise ValidationError(message)
+
+    return check
+
+
+class MailForm(FlaskForm):
+    """The fields both the global page and a company's Email tab have."""
+
+    host = HostField("Host", [required("Enter the SMTP host."), single_line, max_length(253)])
+    port = WholeNumberField("Port", 1, 65535, default=25)
+    security = SelectField("Security", choices=SECURITY_LABELS, default="none")
+    auth_enabled = BooleanField("Authentication")
+    username = StringField("User", [single_line, max_length(320)])
+    password = PasswordField("Password", [single_line, max_length(1024)])
+    remove_password = BooleanField("Remove the saved password")
+    sender_address = EmailField("Sender address", [single_line, max_length(320)])
+    sender_name = StringField("Sender name", [single_line, max_length(120)])
+    group_sends = BooleanField("Group sends and dispatch every 2 s")
+    timeout_seconds = WholeNumberField(
+        "SMTP timeout (seconds)", MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, default=180
+    )
+    reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
+    footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])
+
+    def validate_username(self, field) -> None:
+        if self.auth_enabled.data and not (field.data or "").strip():
+            raise ValidationError("Enter the user name for authentication.")
+
+    def validate_sender_address(self, field) -> None:
+        if self.sender_required() and not (field.data or "").strip():
+            raise ValidationError("Enter the sender address.")
+
+    def sender_required(self) -> bool:
+        return True
+
+
+class CompanyMailForm(MailForm):
+    use_own = BooleanField("Use company-specific mail settings")
+
+
+class GlobalMailForm(MailForm):
+    default_sender_enabled = BooleanField("Default sender")
+    all_use_default_sender = BooleanField("All notifications use the default sender")
+
+    def sender_required(self) -> bool:
+        return bool(self.default_sender_enabled.data)
+
+
+class LoginForm(FlaskForm):
+    email = StringField("Email", [required("Enter your email."), single_line])
+    password = PasswordField("Password", [required("Enter your password.")])
+
+
+class SetPasswordForm(FlaskForm):
+    password = PasswordField("New password", [required("Enter a password."), max_length(1024)])
+    confirm = PasswordField("Repeat the password")
+
+    def validate_password(self, field) -> None:
+        if len(field.data or "") < 12:
+            raise ValidationError("Use at least 12 characters.")
+
+    def validate_confirm(self, field) -> None:
+        if field.data != self.password.data:
+            raise ValidationError("The two passwords differ.")
+
+
+class CompanyForm(FlaskForm):
+    name = StringField(
+        "Company name", [required("Enter the company name."), single_line, max_length(120)]
+    )
+
+
+class InviteForm(FlaskForm):
+    email = EmailField(
+        "Email", [required("Enter the admin's email."), single_line, max_length(320)]
+    )
+    name = StringField("Name", [single_line, max_length(120)])

@@ -1,0 +1,124 @@
+"""The global Mail page and each company's Email tab."""
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from portal import audit
+from portal.access import superuser_required, visible_company
+from portal.extensions import db
+from portal.forms import CompanyMailForm, GlobalMailForm
+from portal.htmx import UNPROCESSABLE, is_htmx, respond
+from portal.mailconfig import (
+    apply,
+    company_config,
+    ensure_global_config,
+    form_values,
+    password_problem,
+    prefill,
+)
+from portal.models import Company, MailConfig
+from portal.settings import USUAL_PORTS, global_config, resolve
+
+bp = Blueprint("mail_settings", __name__)
+SAVED = "Mail settings saved."
+
+
+def _has_errors(form) -> bool:
+    return any(field.errors for field in form)
+
+
+def _save(form, config: MailConfig | None, company: Company | None) -> bool:
+    """Validate and save in one transaction; False leaves errors on the form and saves nothing."""
+    if not form.validate():
+        return False
+    values = form_values(form)
+    new_password = form.password.data or ""
+    problem = password_problem(config, values, new_password, form.remove_password.data)
+    if problem:
+        form.password.errors.append(problem)
+        return False
+    changes = apply(config or company_config(company), values, new_password)
+    if company is not None and not company.use_own_mail_settings:
+        company.use_own_mail_settings = True
+        changes["use_own_mail_settings"] = {"old": False, "new": True}
+    audit.record("mail_settings.update", changes, current_user, company)
+    db.session.commit()
+    return True
+
+
+def _render(form, *, company: Company | None, config: MailConfig | None, saved: bool):
+    status = UNPROCESSABLE if _has_errors(form) else 200
+    context = {
+        "form": form,
+        "company": company,
+        "saved": saved,
+        "saved_password": config is not None and config.has_password,
+        "usual_ports": dict(USUAL_PORTS),
+        "history": audit.recent(company),
+    }
+    if company is None:
+        context["action"] = url_for("mail_settings.global_settings")
+        return respond("mail/global.html", "mail/_form_response.html", status, **context)
+    context["action"] = url_for("mail_settings.company", company_id=company.id)
+    context["effective"] = resolve(company)
+    return respond("mail/company.html", "mail/_form_response.html", status, **context)
+
+
+@bp.route("/settings/mail", methods=["GET", "POST"])
+@superuser_required
+def global_settings():
+    config = ensure_global_config()
+    if request.method == "GET":
+        db.session.commit()  # keeps a row seeded from the environment
+        form = GlobalMailForm(formdata=None, data=prefill(config, with_global_only=True))
+        return _render(form, company=None, config=config, saved=False)
+    form = GlobalMailForm()
+    if request.form.get("_refresh"):
+        return _render(form, company=None, config=config, saved=False)
+    saved = _save(form, config, None)
+    if saved and not is_htmx():
+        flash(SAVED)
+        return redirect(url_for("mail_settings.global_settings"))
+    return _render(form, company=None, config=config, saved=saved)
+
+
+def _company_form(company: Company) -> CompanyMailForm:
+    """The Email tab's form: posted values, or prefilled from the company's or global values."""
+    if request.method == "POST" and "host" in request.form:
+        return CompanyMailForm()
+    source = company.mail_config or global_config()
+    data = prefill(source, with_global_only=False)
+    if request.method == "POST":
+        data["use_own"] = bool(request.form.get("use_own"))
+    else:
+        data["use_own"] = company.use_own_mail_settings
+    return CompanyMailForm(formdata=None, data=data)
+
+
+@bp.route("/companies/<int:company_id>/email", methods=["GET", "POST"])
+@login_required
+def company(company_id: int):
+    company = visible_company(company_id)
+    form = _company_form(company)
+    saved = False
+    if request.method == "POST" and not request.form.get("_refresh"):
+        if form.use_own.data:
+            saved = _save(form, company.mail_config, company)
+        else:
+            if company.use_own_mail_settings:
+                company.use_own_mail_settings = False
+                changes = {"use_own_mail_settings": {"old": True, "new": False}}
+                audit.record("mail_settings.update", changes, current_user, company)
+            db.session.commit()
+            saved = True
+        if saved and not is_htmx():
+            flash(SAVED)
+            return redirect(url_for("mail_settings.company", company_id=company.id))
+    return _render(form, company=company, config=company.mail_config, saved=saved)
+
+
+@bp.get("/settings/mail/password-input")
+@login_required
+def password_input():
+    """The empty password input that replaces "a password is saved"."""
+    return render_template("mail/_password.html", replacing=True, field_errors=[])

@@ -1,0 +1,124 @@
+"""Saving mail configurations: field values, the write-only password, the footer."""
+
+import html
+import os
+import re
+from typing import Any
+
+import nh3
+
+from portal import crypto
+from portal.extensions import db
+from portal.models import Company, MailConfig
+from portal.settings import COMPANY_FIELDS, GLOBAL_ONLY_FIELDS, env_seed, global_config
+
+# Changing any of these means a new server: a saved password is not sent there.
+DESTINATION_FIELDS = ("host", "port", "security", "username")
+PASSWORD_CHANGED = "changed"
+PASSWORD_REMOVED = "removed"
+MSG_PASSWORD_NEEDED = "Enter the password for this server."
+MSG_PASSWORD_AGAIN = (
+    "Host, Port, Security or User changed: enter the password again. "
+    "A saved password is never sent to another server."
+)
+MSG_REMOVE_WITH_AUTH = "Authentication needs a password: enter one or turn Authentication off."
+
+BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(p|div|li|tr|h[1-6]|blockquote|table)>")
+LINK = re.compile(r'(?is)<a\s[^>]*href="([^"]*)"[^>]*>(.*?)</a>')
+TAG = re.compile(r"(?s)<[^>]+>")
+
+
+def sanitize_footer(raw: str | None) -> tuple[str | None, str | None]:
+    """Return the footer as safe HTML and the plain-text version derived from it."""
+    if not raw or not raw.strip():
+        return None, None
+    clean = nh3.clean(raw.strip())
+    text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", clean)
+    text = html.unescape(TAG.sub("", BLOCK_END.sub("\n", text)))
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return clean, text or None
+
+
+def form_values(form) -> dict[str, Any]:
+    """The stored values a submitted mail form asks for."""
+    values: dict[str, Any] = {}
+    for name in COMPANY_FIELDS + GLOBAL_ONLY_FIELDS:
+        if name in ("password_encrypted", "footer_text") or not hasattr(form, name):
+            continue
+        value = getattr(form, name).data
+        values[name] = value.strip() if isinstance(value, str) else value
+        if values[name] == "":
+            values[name] = None
+    if not values["auth_enabled"]:
+        values["username"] = None
+    if not values.get("default_sender_enabled", True):
+        values["all_use_default_sender"] = False
+    values["footer_html"], values["footer_text"] = sanitize_footer(values["footer_html"])
+    return values
+
+
+def prefill(config: MailConfig | None, *, with_global_only: bool) -> dict[str, Any]:
+    """Form data drawn from a stored configuration (never the password)."""
+    names = [n for n in COMPANY_FIELDS if n not in ("password_encrypted", "footer_text")]
+    if with_global_only:
+        names += list(GLOBAL_ONLY_FIELDS)
+    if config is None:
+        return {}
+    return {name: getattr(config, name) for name in names}
+
+
+def password_problem(
+    config: MailConfig | None, values: dict[str, Any], new_password: str, remove: bool
+) -> str | None:
+    """Why the submitted password choice cannot be saved, or None."""
+    if not values["auth_enabled"] or new_password:
+        return None
+    if remove:
+        return MSG_REMOVE_WITH_AUTH
+    if config is None or not config.has_password:
+        return MSG_PASSWORD_NEEDED
+    if any(getattr(config, name) != values[name] for name in DESTINATION_FIELDS):
+        return MSG_PASSWORD_AGAIN
+    return None
+
+
+def apply(config: MailConfig, values: dict[str, Any], new_password: str) -> dict[str, Any]:
+    """Write values and the password choice onto a row; return the changes for the audit."""
+    changes: dict[str, Any] = {}
+    for name, new in values.items():
+        old = getattr(config, name)
+        if old != new:
+            changes[name] = {"old": old, "new": new}
+            setattr(config, name, new)
+    changes.pop("footer_text", None)
+    if new_password:
+        config.password_encrypted = crypto.encrypt(new_password)
+        changes["password"] = PASSWORD_CHANGED
+    elif not values["auth_enabled"] and config.has_password:
+        # Without authentication a stored password has no use; do not keep it.
+        config.password_encrypted = None
+        changes["password"] = PASSWORD_REMOVED
+    return changes
+
+
+def company_config(company: Company) -> MailConfig:
+    """The company's own configuration row, created on first use."""
+    if company.mail_config is None:
+        company.mail_config = MailConfig(company_id=company.id)
+        db.session.add(company.mail_config)
+    return company.mail_config
+
+
+def ensure_global_config() -> MailConfig:
+    """The global row, seeded from MAIL_* environment variables when none exists yet."""
+    config = global_config()
+    if config is None:
+        seed = env_seed()
+        config = MailConfig(company_id=None, **seed)
+
+        if seed.get("auth_enabled") and os.environ.get("MAIL_PASSWORD"):
+            config.password_encrypted = crypto.encrypt(os.environ["MAIL_PASSWORD"])
+        db.session.add(config)
+        db.session.flush()
+    return config

@@ -1,0 +1,21 @@
+// Choosing a security mode suggests its usual port, unless the admin typed one.
+document.addEventListener("input", (event) => {
+  if (event.target.name === "port") event.target.dataset.typed = "1";
+});
+document.addEventListener("change", (event) => {
+  const select = event.target;
+  if (select.name !== "security" || !select.dataset.usualPorts) return;
+  const port = select.form && select.form.elements.namedItem("port");
+  if (!port || port.dataset.typed === "1") return;
+  const usual = JSON.parse(select.dataset.usualPorts)[select.value];
+  if (usual) port.value = usual;
+});
+// A button that starts a request stays disabled until the answer arrives.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const form = event.target.closest("form");
+  if (form) form.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = true; });
+});
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.target.closest && event.target.closest("form");
+  if (form) form.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = false; });
+});

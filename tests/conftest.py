@@ -1,0 +1,167 @@
+"""Fixtures: a real database (SQLite, or PostgreSQL with TEST_DATABASE_URL), the app, users."""
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from flask_migrate import upgrade
+
+from portal import accounts, create_app
+from portal.extensions import db
+from portal.models import Company, User
+
+PASSWORD = "correct horse battery"
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def _create_pg_database(url: str) -> tuple[str, str]:
+    """A fresh database beside the one named in url, so parallel runs never collide."""
+    name = f"portal_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name)), name
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'portal.db'}"
+        return
+    admin_url = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    url, name = _create_pg_database(admin_url)
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def app_config(database_url, tmp_path_factory):
+    from portal.config import database_url as normalize
+
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": normalize(database_url, None),
+        "PORTAL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+        "SERVER_NAME": "portal.test",
+    }
+
+
+@pytest.fixture(scope="session")
+def migrated(app_config):
+    app = create_app(app_config)
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return True
+
+
+@pytest.fixture
+def app(app_config, migrated):
+    app = create_app(app_config)
+    with app.app_context():
+        yield app
+        db.session.rollback()
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@dataclass
+class People:
+    superuser: User
+    acme: Company
+    globex: Company
+    acme_admin: User
+    globex_admin: User
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return accounts.hasher.hash(PASSWORD)
+
+
+@pytest.fixture
+def people(app, password_hash) -> People:
+    def user(email, **fields):
+        u = User(email=email, name=email.split("@")[0], password_hash=password_hash, **fields)
+        db.session.add(u)
+        return u
+
+    acme, globex = Company(name="Acme Ltd"), Company(name="Globex Corp")
+    db.session.add_all([acme, globex])
+    db.session.flush()
+    found = People(
+        superuser=user("root@example.com", is_superuser=True),
+        acme=acme,
+        globex=globex,
+        acme_admin=user("admin@acme.example.com", company=acme),
+        globex_admin=user("admin@globex.example.com", company=globex),
+    )
+    db.session.commit()
+    return found
+
+
+class Browser:
+    """A test client that logs in and sends the CSRF token like the real pages do."""
+
+    def __init__(self, client):
+        self.client = client
+        self.token = None
+
+    def csrf(self) -> str:
+        if self.token is None:
+            page = self.client.get("/login").text
+            match = CSRF.search(page)
+            self.token = match.group(1) or match.group(2)
+        return self.token
+
+    def login(self, email: str, password: str = PASSWORD):
+        response = self.post("/login", {"email": email, "password": password})
+        self.token = None  # Flask-Login starts a fresh session
+        return response
+
+    def get(self, url: str, htmx: bool = False):
+        return self.client.get(url, headers={"HX-Request": "true"} if htmx else {})
+
+    def post(self, url: str, data: dict, htmx: bool = False):
+        headers = {"X-CSRFToken": self.csrf()}
+        if htmx:
+            headers["HX-Request"] = "true"
+        return self.client.post(url, data=data, headers=headers)
+
+
+@pytest.fixture
+def web(app, app_config):
+    """A second app instance serving the requests, so each request has its own DB session."""
+    served = create_app(app_config)
+    yield served
+    with served.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def browser(web) -> Browser:
+    return Browser(web.test_client())
+
+
+@pytest.fixture
+def as_superuser(browser, people) -> Browser:
+    browser.login(people.superuser.email)
+    return browser
+
+
+@pytest.fixture
+def as_acme(browser, people) -> Browser:
+    browser.login(people.acme_admin.email)
+    return browser

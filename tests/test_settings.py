@@ -1,0 +1,131 @@
+import dataclasses
+
+import pytest
+
+from portal.extensions import db
+from portal.models import MailConfig
+from portal.settings import DEFAULTS, env_seed, resolve
+
+
+@pytest.fixture
+def global_config(app):
+    config = MailConfig(
+        host="smtp.global.example.com",
+        port=587,
+        security="starttls",
+        auth_enabled=True,
+        username="global-user",
+        password_encrypted="global-token",
+        default_sender_enabled=True,
+        sender_address="noreply@global.example.com",
+        sender_name="Global",
+        all_use_default_sender=True,
+        group_sends=True,
+        timeout_seconds=60,
+        reply_to="help@global.example.com",
+        footer_html="<p>Global footer</p>",
+        footer_text="Global footer",
+    )
+    db.session.add(config)
+    db.session.commit()
+    return config
+
+
+@pytest.fixture
+def acme_config(people):
+    config = MailConfig(
+        company_id=people.acme.id,
+        host="smtp.acme.example.com",
+        port=465,
+        security="ssl",
+        auth_enabled=False,
+        sender_address="mail@acme.example.com",
+        sender_name="Acme",
+        group_sends=False,
+        timeout_seconds=30,
+    )
+    db.session.add(config)
+    db.session.commit()
+    return config
+
+
+def test_nothing_saved_gives_defaults(app, people):
+    effective = resolve(people.acme)
+    assert effective.port == 25 and effective.timeout_seconds == 180
+    assert effective.security == "none" and effective.host is None
+    assert set(effective.sources.values()) == {"default"}
+
+
+def test_global_values_apply_to_every_company(global_config, people):
+    for company in (people.acme, people.globex, None):
+        effective = resolve(company)
+        assert effective.host == "smtp.global.example.com"
+        assert effective.source("host") == "global"
+
+
+def test_company_settings_are_ignored_until_enabled(global_config, acme_config, people):
+    assert resolve(people.acme).host == "smtp.global.example.com"
+
+
+def test_enabled_company_wins_for_that_company_only(global_config, acme_config, people):
+    people.acme.use_own_mail_settings = True
+    db.session.commit()
+    acme, globex = resolve(people.acme), resolve(people.globex)
+    assert (acme.host, acme.port, acme.security) == ("smtp.acme.example.com", 465, "ssl")
+    assert acme.auth_enabled is False and acme.password_encrypted is None
+    assert acme.timeout_seconds == 30 and acme.group_sends is False
+    assert acme.source("host") == acme.source("auth_enabled") == "company"
+    assert globex.host == "smtp.global.example.com" and globex.source("host") == "global"
+
+
+def test_per_field_sources_mix_company_global_and_default(app, acme_config, people):
+    db.session.add(MailConfig(host="smtp.global.example.com", reply_to="help@global.example.com"))
+    people.acme.use_own_mail_settings = True
+    db.session.commit()
+    effective = resolve(people.acme)
+    assert effective.source("host") == "company"
+    # Optional fields a company leaves empty keep the global value.
+    assert effective.reply_to == "help@global.example.com"
+    assert effective.source("reply_to") == "global"
+    assert effective.source("footer_html") == "default"
+    # Global-only fields never come from a company; the saved global row sets them.
+    assert effective.source("default_sender_enabled") == "global"
+
+
+def test_global_only_fields_come_from_global(global_config, acme_config, people):
+    people.acme.use_own_mail_settings = True
+    db.session.commit()
+    effective = resolve(people.acme)
+    assert effective.default_sender_enabled is True and effective.all_use_default_sender is True
+    assert effective.source("all_use_default_sender") == "global"
+
+
+def test_snapshot_is_immutable_and_hides_the_secret(global_config, people):
+    effective = resolve(people.acme)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        effective.host = "elsewhere.example.com"
+    with pytest.raises(TypeError):
+        effective.sources["host"] = "company"
+    assert "global-token" not in repr(effective)
+
+
+def test_every_default_has_a_source(app):
+    assert set(resolve(None).sources) == set(DEFAULTS)
+
+
+def test_environment_seeds_the_installer_values(monkeypatch):
+    monkeypatch.setenv("MAIL_HOST", "SMTP.Example.COM")
+    monkeypatch.setenv("MAIL_SECURITY", "SSL-TLS")
+    monkeypatch.setenv("MAIL_USERNAME", "mailer")
+    monkeypatch.setenv("MAIL_FROM", "noreply@example.com")
+    monkeypatch.delenv("MAIL_PORT", raising=False)
+    seed = env_seed()
+    assert seed == {
+        "host": "smtp.example.com",
+        "security": "ssl",
+        "port": 465,
+        "auth_enabled": True,
+        "username": "mailer",
+        "default_sender_enabled": True,
+        "sender_address": "noreply@example.com",
+    }
