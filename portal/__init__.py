@@ -8,6 +8,7 @@ from flask import Flask, render_template
 
 from portal import crypto
 from portal.audit import FIELD_LABELS
+from portal.forms import SECURITY_NAMES
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.extensions import csrf, db, login_manager, migrate
 
@@ -47,7 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(companies.bp)
     app.register_blueprint(mail_settings.bp)
     cli.init_app(app)
-    app.jinja_env.globals["FIELD_LABELS"] = FIELD_LABELS
+    app.jinja_env.globals.update(FIELD_LABELS=FIELD_LABELS, SECURITY_NAMES=SECURITY_NAMES)
     _register_error_pages(app)
     app.after_request(_no_store)
     return app

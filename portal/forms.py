@@ -14,11 +14,8 @@ from portal.settings import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
 CONTROL_CHARS = re.compile(r"[\r\n\x00]")
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_FOOTER_CHARS = 20_000
-SECURITY_LABELS = [
-    SelectChoice("none", "None"),
-    SelectChoice("starttls", "STARTTLS"),
-    SelectChoice("ssl", "SSL/TLS"),
-]
+SECURITY_NAMES = {"none": "None", "starttls": "STARTTLS", "ssl": "SSL/TLS"}
+SECURITY_LABELS = [SelectChoice(value, label) for value, label in SECURITY_NAMES.items()]
 
 
 def single_line(form, field) -> None:

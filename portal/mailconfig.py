@@ -10,7 +10,7 @@ import nh3
 from portal import crypto
 from portal.extensions import db
 from portal.models import Company, MailConfig
-from portal.settings import COMPANY_FIELDS, GLOBAL_ONLY_FIELDS, env_seed, global_config
+from portal.settings import COMPANY_FIELDS, DEFAULTS, GLOBAL_ONLY_FIELDS, env_seed, global_config
 
 # Changing any of these means a new server: a saved password is not sent there.
 DESTINATION_FIELDS = ("host", "port", "security", "username")
@@ -105,7 +105,9 @@ def apply(config: MailConfig, values: dict[str, Any], new_password: str) -> dict
 def company_config(company: Company) -> MailConfig:
     """The company's own configuration row, created on first use."""
     if company.mail_config is None:
-        company.mail_config = MailConfig(company_id=company.id)
+        # Start from the declared defaults so the first save audits only real choices.
+        defaults = {k: v for k, v in DEFAULTS.items() if v is not None}
+        company.mail_config = MailConfig(company_id=company.id, **defaults)
         db.session.add(company.mail_config)
     return company.mail_config
 

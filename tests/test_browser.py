@@ -1,0 +1,272 @@
+"""Browser tests: a real Chromium drives the real app served on 127.0.0.1."""
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD
+from playwright.sync_api import Page, Response, expect, sync_playwright
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from portal import create_app, crypto
+from portal.extensions import db
+from portal.models import Company, MailConfig, User
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+TIMEOUT_ERROR = "Enter a whole number from 10 to 180."
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the whole run."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not installed at {CHROMIUM}: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app_config, migrated, people) -> Iterator[str]:
+    """The real app on a free port, sharing the test database; yields its base URL."""
+    server_app = create_app({**app_config, "SERVER_NAME": None})
+    server = make_server("127.0.0.1", 0, server_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+    with server_app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def page(chromium, live_server) -> Iterator[Page]:
+    context = chromium.new_context(base_url=live_server)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def global_mail(app) -> MailConfig:
+    """A saved global configuration, so a company's form has something to prefill."""
+    config = MailConfig(
+        host="smtp.example.com",
+        port=587,
+        security="starttls",
+        sender_address="noreply@example.com",
+        timeout_seconds=30,
+    )
+    db.session.add(config)
+    db.session.commit()
+    return config
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/login")
+    shot(page, "login")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def mark_window(page: Page) -> None:
+    """Set a JS marker that only a full page load would wipe out."""
+    page.evaluate("window.__noReload = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__noReload") is True
+
+
+def switch_on(page: Page, name: str) -> None:
+    """Click a switch; htmx swaps the form, so check the state on the new element."""
+    switch = page.get_by_role("switch", name=name, exact=True)
+    switch.click()
+    expect(switch).to_be_checked()
+
+
+def save(page: Page) -> Response:
+    """Press Save and return the response htmx swapped in."""
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Save").click()
+    return answer.value
+
+
+def fresh(statement):
+    """Read from the database after the server wrote to it, bypassing the session's cache."""
+    db.session.expire_all()
+    return db.session.scalar(statement)
+
+
+def company_mail_config(company_id: int) -> MailConfig | None:
+    return fresh(select(MailConfig).where(MailConfig.company_id == company_id))
+
+
+def test_company_admin_sets_own_mail_settings(page, people, global_mail):
+    acme_id = people.acme.id
+    log_in(page, people.acme_admin.email)
+    expect(page).to_have_url(f"/companies/{acme_id}/email")
+    expect(page.get_by_role("heading", name="Settings in force")).to_be_visible()
+    shot(page, "acme-email-inherited")
+
+    mark_window(page)
+    switch_on(page, "Use company-specific mail settings")
+    expect(page.get_by_label("Host", exact=True)).to_have_value("smtp.example.com")
+    expect(page.get_by_label("Port", exact=True)).to_have_value("587")
+    expect(page.get_by_label("Security", exact=True)).to_have_value("starttls")
+    expect(page.get_by_label("SMTP timeout (seconds)")).to_have_value("30")
+    expect(page.get_by_label("User", exact=True)).to_be_hidden()
+    shot(page, "acme-email-own-settings")
+
+    switch_on(page, "Authentication")
+    expect(page.get_by_label("User", exact=True)).to_be_visible()
+    expect(page.get_by_label("Password", exact=True)).to_be_visible()
+    assert_not_reloaded(page)
+    shot(page, "acme-email-authentication")
+
+    page.get_by_label("User", exact=True).fill("acme-mailer")
+    page.get_by_label("Password", exact=True).fill("s3cret-smtp-pass")
+    page.get_by_label("SMTP timeout (seconds)").fill("200")
+    assert save(page).status == 422
+    timeout_field = page.locator("#field-timeout_seconds")
+    expect(timeout_field.get_by_role("alert")).to_have_text(TIMEOUT_ERROR)
+    expect(page.get_by_label("SMTP timeout (seconds)")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_text("Nothing was saved")).to_be_visible()
+    assert_not_reloaded(page)
+    shot(page, "acme-email-timeout-error")
+    assert company_mail_config(acme_id) is None
+    assert fresh(select(Company.use_own_mail_settings).where(Company.id == acme_id)) is False
+
+    page.get_by_label("SMTP timeout (seconds)").fill("60")
+    assert save(page).status == 200
+    expect(page.get_by_role("status")).to_have_text("Mail settings saved.")
+    shot(page, "acme-email-saved")
+
+    page.reload()
+    expect(page.get_by_label("Host", exact=True)).to_have_value("smtp.example.com")
+    expect(page.get_by_label("SMTP timeout (seconds)")).to_have_value("60")
+    expect(page.get_by_label("User", exact=True)).to_have_value("acme-mailer")
+    expect(page.get_by_text("A password is saved.")).to_be_visible()
+    latest = page.locator("#history tbody tr").first
+    expect(latest).to_contain_text("mail_settings.update")
+    expect(latest.locator("li", has_text="SMTP timeout")).to_contain_text("60")
+    expect(latest.locator("li", has_text="Password")).to_contain_text("changed")
+    shot(page, "acme-email-after-reload")
+
+    config = company_mail_config(acme_id)
+    assert config.timeout_seconds == 60 and config.username == "acme-mailer"
+    assert config.password_encrypted and "s3cret-smtp-pass" not in config.password_encrypted
+    assert crypto.decrypt(config.password_encrypted) == "s3cret-smtp-pass"
+
+
+def test_superuser_edits_global_mail_settings(page, people):
+    log_in(page, people.superuser.email)
+    page.goto("/settings/mail")
+    port, security = page.get_by_label("Port", exact=True), page.get_by_label("Security")
+    expect(port).to_have_value("25")
+    shot(page, "global-mail")
+
+    security.select_option(label="STARTTLS")
+    expect(port).to_have_value("587")
+    security.select_option(label="SSL/TLS")
+    expect(port).to_have_value("465")
+    port.fill("2525")
+    security.select_option(label="STARTTLS")
+    expect(port).to_have_value("2525")
+
+    mark_window(page)
+    switch_on(page, "Default sender")
+    expect(page.get_by_label("Sender address")).to_be_visible()
+    expect(page.get_by_label("Sender name")).to_be_visible()
+    expect(port).to_have_value("2525")
+    assert_not_reloaded(page)
+    shot(page, "global-mail-default-sender")
+
+    page.get_by_label("Host", exact=True).fill("smtp.example.com")
+    page.get_by_label("Sender address").fill("not-an-address")
+    assert save(page).status == 422
+    sender_field = page.locator("#field-sender_address")
+    expect(sender_field.get_by_role("alert")).to_contain_text("Enter a valid email address")
+    expect(page.get_by_label("Sender address")).to_have_value("not-an-address")
+    expect(page.get_by_label("Host", exact=True)).to_have_value("smtp.example.com")
+    assert_not_reloaded(page)
+    shot(page, "global-mail-invalid-sender")
+    assert fresh(select(MailConfig.host).where(MailConfig.company_id.is_(None))) is None
+
+
+def test_superuser_creates_company_and_invites_admin(page, chromium, people, live_server):
+    log_in(page, people.superuser.email)
+    expect(page).to_have_url("/companies")
+    mark_window(page)
+    page.get_by_placeholder("New company name").fill("Initech")
+    page.get_by_role("button", name="Create company").click()
+    expect(page.get_by_role("status")).to_have_text("Company “Initech” created.")
+    expect(page.get_by_role("link", name="Initech", exact=True)).to_be_visible()
+    assert_not_reloaded(page)
+    shot(page, "companies-created")
+
+    company_id = fresh(select(Company.id).where(Company.name == "Initech"))
+    row = page.locator(f"#company-{company_id}")
+    row.get_by_role("button", name="Rename").click()
+    row.get_by_label("Company name").fill("Initech Ltd")
+    shot(page, "companies-renaming")
+    row.get_by_role("button", name="Save").click()
+    expect(row.get_by_role("link", name="Initech Ltd")).to_be_visible()
+    assert_not_reloaded(page)
+    shot(page, "companies-renamed")
+    assert fresh(select(Company.name).where(Company.id == company_id)) == "Initech Ltd"
+
+    row.get_by_role("link", name="Initech Ltd").click()
+    page.get_by_role("link", name="Admins").click()
+    expect(page.get_by_role("heading", name="Company admins")).to_be_visible()
+    page.get_by_label("Email", exact=True).fill("boss@initech.example.com")
+    page.get_by_label("Name", exact=True).fill("Bill")
+    page.get_by_role("button", name="Invite or assign admin").click()
+    invitation = page.get_by_role("status").locator("code")
+    expect(invitation).to_contain_text(f"{live_server}/set-password/")
+    expect(page.get_by_role("cell", name="boss@initech.example.com")).to_be_visible()
+    shot(page, "company-admins-invited")
+    link = invitation.inner_text()
+
+    context = chromium.new_context()
+    try:
+        invited = context.new_page()
+        invited.goto(link)
+        expect(invited.get_by_text("For boss@initech.example.com.")).to_be_visible()
+        shot(invited, "set-password")
+        invited.get_by_label("New password").fill("a long new password")
+        invited.get_by_label("Repeat the password").fill("a long new password")
+        invited.get_by_role("button", name="Set password").click()
+        expect(invited).to_have_url(f"{live_server}/companies/{company_id}/email")
+        expect(invited.get_by_role("heading", name="Initech Ltd")).to_be_visible()
+        expect(invited.get_by_role("link", name="Email")).to_have_attribute("aria-current", "page")
+        shot(invited, "invited-admin-email-tab")
+    finally:
+        context.close()
+    admin = fresh(select(User).where(User.email == "boss@initech.example.com"))
+    assert admin.company_id == company_id and admin.password_hash.startswith("$argon2")
