@@ -8,9 +8,9 @@ from flask import Flask, render_template
 
 from portal import crypto
 from portal.audit import FIELD_LABELS
-from portal.forms import SECURITY_NAMES
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.extensions import csrf, db, login_manager, migrate
+from portal.forms import SECURITY_NAMES
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -32,4 +32,3 @@ class Config:
     # Signed set-password links stay valid this long (seconds).
     INVITATION_MAX_AGE_SECONDS = 7 * 24 * 3600
     AUDIT_ROWS_SHOWN = 10
-
