@@ -5,8 +5,10 @@ import secrets
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
 
-from portal import accounts, demo
+from portal import accounts, demo, mail
+from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import Company, User
 
@@ -58,6 +60,26 @@ def demo_command() -> None:
     db.session.commit()
 
 
+@click.command("send-mail")
+@click.option("--company", "company_name", default=None, help="Company name; none: global")
+@click.option("--to", "to", multiple=True, required=True)
+@click.option("--subject", default="Hello from the mail portal")
+@click.option("--text", default="This mail went through the outbox and the worker.")
+@with_appcontext
+def send_mail(company_name: str | None, to: tuple[str, ...], subject: str, text: str) -> None:
+    """Queue a system mail through the outbox, as the portal itself would."""
+    company = None
+    if company_name:
+        company = db.session.scalar(select(Company).where(Company.name == company_name))
+        if company is None:
+            raise click.ClickException(f"no company named {company_name!r}")
+    try:
+        message = mail.send(company, to=list(to), subject=subject, text=text)
+    except MailValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"queued mail {message.id} {message.message_id}")
+
+
 def init_app(app: Flask) -> None:
-    for command in (create_superuser, create_company, demo_command):
+    for command in (create_superuser, create_company, demo_command, send_mail):
         app.cli.add_command(command)

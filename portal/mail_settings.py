@@ -1,9 +1,20 @@
 """The global Mail page and each company's Email tab."""
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+import re
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
-from portal import audit
+from portal import audit, catcher
 from portal.access import superuser_required, visible_company
 from portal.extensions import db
 from portal.forms import CompanyMailForm, GlobalMailForm
@@ -122,3 +133,25 @@ def company(company_id: int):
 def password_input():
     """The empty password input that replaces "a password is saved"."""
     return render_template("mail/_password.html", replacing=True, field_errors=[])
+
+
+CAUGHT_NAME = re.compile(r"^\d+-\d+\.eml$")
+
+
+@bp.get("/settings/mail/caught")
+@superuser_required
+def caught():
+    """What the demo's local mail catcher received."""
+    mails = catcher.recent(current_app.instance_path)
+    return render_template("mail/caught.html", mails=mails, shown=None)
+
+
+@bp.get("/settings/mail/caught/<name>")
+@superuser_required
+def caught_mail(name: str):
+    path = catcher.caught_dir(current_app.instance_path) / name
+    if not CAUGHT_NAME.match(name) or not path.is_file():
+        abort(404)
+    shown = path.read_bytes().decode("utf-8", errors="replace")
+    mails = catcher.recent(current_app.instance_path)
+    return render_template("mail/caught.html", mails=mails, shown=shown, shown_name=name)

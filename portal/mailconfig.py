@@ -1,14 +1,11 @@
 """Saving mail configurations: field values, the write-only password, the footer."""
 
-import html
 import os
-import re
 from typing import Any
-
-import nh3
 
 from portal import crypto
 from portal.extensions import db
+from portal.htmltext import sanitize_footer
 from portal.models import Company, MailConfig
 from portal.settings import COMPANY_FIELDS, DEFAULTS, GLOBAL_ONLY_FIELDS, env_seed, global_config
 
@@ -22,22 +19,6 @@ MSG_PASSWORD_AGAIN = (
     "A saved password is never sent to another server."
 )
 MSG_REMOVE_WITH_AUTH = "Authentication needs a password: enter one or turn Authentication off."
-
-BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(p|div|li|tr|h[1-6]|blockquote|table)>")
-LINK = re.compile(r'(?is)<a\s[^>]*href="([^"]*)"[^>]*>(.*?)</a>')
-TAG = re.compile(r"(?s)<[^>]+>")
-
-
-def sanitize_footer(raw: str | None) -> tuple[str | None, str | None]:
-    """Return the footer as safe HTML and the plain-text version derived from it."""
-    if not raw or not raw.strip():
-        return None, None
-    clean = nh3.clean(raw.strip())
-    text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", clean)
-    text = html.unescape(TAG.sub("", BLOCK_END.sub("\n", text)))
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return clean, text or None
 
 
 def form_values(form) -> dict[str, Any]:

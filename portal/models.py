@@ -3,7 +3,18 @@
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -18,6 +29,11 @@ SECURITY_CHOICES = (SECURITY_NONE, SECURITY_STARTTLS, SECURITY_SSL)
 def utcnow() -> datetime:
     """Timezone-aware now, stored as UTC."""
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as aware UTC (SQLite hands back naive values)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Company(db.Model):
@@ -105,3 +121,53 @@ class AuditEntry(db.Model):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
     actor: Mapped[User | None] = relationship()
+
+
+STATUS_QUEUED = "queued"
+STATUS_SENDING = "sending"
+STATUS_SENT = "sent"
+STATUS_DEFERRED = "deferred"
+STATUS_FAILED = "failed"
+STATUS_UNKNOWN = "unknown"
+FINAL_STATUSES = (STATUS_SENT, STATUS_FAILED, STATUS_UNKNOWN)
+
+
+class OutboxMessage(db.Model):
+    """A mail to deliver: the system of record, whatever Redis holds."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        Index("ix_outbox_messages_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_group_status", "group_key", "status"),
+        Index("ix_outbox_messages_company_created", "company_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=STATUS_QUEUED)
+    # Mails with the same key share an SMTP configuration and one session; None: sent alone.
+    group_key: Mapped[str | None] = mapped_column(String(64))
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list] = mapped_column(JSON)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    # recipient -> {"status": "sent" | "failed" | "deferred", "code": int, "reply": str}
+    recipient_results: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    company: Mapped[Company | None] = relationship()
+    user: Mapped[User | None] = relationship()
+
+    def pending_recipients(self) -> list[str]:
+        """Recipients not yet accepted or refused for good."""
+        results = self.recipient_results or {}
+        done = {r for r, result in results.items() if result["status"] != "deferred"}
+        return [r for r in self.recipients if r not in done]

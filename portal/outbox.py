@@ -1,0 +1,122 @@
+"""The outbox table's state changes: atomic claims, per-mail outcomes, leases and the sweep."""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
+
+from portal.extensions import db
+from portal.models import (
+    STATUS_DEFERRED,
+    STATUS_QUEUED,
+    STATUS_SENDING,
+    OutboxMessage,
+    utcnow,
+)
+
+Row = Any  # a Row of the columns in DELIVERY_COLUMNS
+DELIVERY_COLUMNS = (
+    OutboxMessage.id,
+    OutboxMessage.company_id,
+    OutboxMessage.group_key,
+    OutboxMessage.envelope_from,
+    OutboxMessage.recipients,
+    OutboxMessage.recipient_results,
+    OutboxMessage.raw,
+    OutboxMessage.attempts,
+    OutboxMessage.created_at,
+)
+
+
+def _due(now: datetime):
+    waiting = and_(OutboxMessage.status == STATUS_DEFERRED, OutboxMessage.next_attempt_at <= now)
+    return or_(OutboxMessage.status == STATUS_QUEUED, waiting)
+
+
+def claim(*, ids: Sequence[int] = (), group_key: str | None = None, limit: int = 1) -> list[int]:
+    """Mark due mails as sending under a lease, atomically; return the ids this caller got."""
+    now = utcnow()
+    candidates = select(OutboxMessage.id).where(_due(now))
+    if ids:
+        candidates = candidates.where(OutboxMessage.id.in_(ids))
+    if group_key is not None:
+        candidates = candidates.where(OutboxMessage.group_key == group_key)
+    candidates = candidates.order_by(OutboxMessage.id).limit(limit)
+    if db.engine.dialect.name == "postgresql":
+        # Two workers never take the same row, and neither waits for the other's rows.
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=STATUS_SENDING,
+            attempts=OutboxMessage.attempts + 1,
+            lease_until=now + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"]),
+        )
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = sorted(db.session.execute(statement).scalars())
+    db.session.commit()
+    return claimed
+
+
+def load(ids: Sequence[int]) -> list[Row]:
+    query = select(*DELIVERY_COLUMNS).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
+    return list(db.session.execute(query))
+
+
+def record(message_id: int, **values) -> None:
+    """Write one mail's outcome; the caller commits (at once, before the next mail)."""
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status == STATUS_SENDING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def renew_lease(ids: Iterable[int]) -> None:
+    """Keep claimed mails ours while a long group is still being sent."""
+    ids = list(ids)
+    if ids:
+        until = utcnow() + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"])
+        record_many(ids, lease_until=until)
+
+
+def record_many(ids: Sequence[int], **values) -> None:
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == STATUS_SENDING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release_expired() -> int:
+    """Mails whose worker died mid-send (lease run out) go back to the queue."""
+    result = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == STATUS_SENDING, OutboxMessage.lease_until < utcnow())
+        .values(status=STATUS_QUEUED, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount
+
+
+def stranded(limit: int = 1000) -> list[tuple[int, str | None]]:
+    """(id, group_key) of due mails that should have been picked up by now."""
+    grace = timedelta(seconds=current_app.config["MAIL_HANDOFF_GRACE_SECONDS"])
+    now = utcnow()
+    late = or_(
+        and_(OutboxMessage.status == STATUS_QUEUED, OutboxMessage.created_at <= now - grace),
+        and_(
+            OutboxMessage.status == STATUS_DEFERRED,
+            OutboxMessage.next_attempt_at <= now - grace,
+        ),
+    )
+    query = select(OutboxMessage.id, OutboxMessage.group_key).where(late)
+    return [tuple(row) for row in db.session.execute(query.order_by(OutboxMessage.id).limit(limit))]
