@@ -4,13 +4,15 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 
 from portal import crypto
 from portal.audit import FIELD_LABELS
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
-from portal.extensions import csrf, db, login_manager, migrate
+from portal.extensions import csrf, db, limiter, login_manager, migrate
 from portal.forms import SECURITY_NAMES
+
+RATE_LIMITED_ENDPOINTS = frozenset({"mail_settings.test_global", "mail_settings.test_company"})
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -37,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
+    _init_limiter(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -52,6 +55,26 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_error_pages(app)
     app.after_request(_no_store)
     return app
+
+
+def _init_limiter(app: Flask) -> None:
+    """Flask-Limiter on the same Redis as the queue (the embedded one when REDIS_URL is unset)."""
+    from portal import embedded_redis, jobs
+
+    url = app.config.get("REDIS_URL")
+    if url:
+        storage = url.replace("unix://", "redis+unix://", 1) if url.startswith("unix:") else url
+    else:
+        storage = "redis+unix://" + str(Path(app.instance_path) / embedded_redis.SOCKET_NAME)
+
+        @app.before_request
+        def _start_embedded_redis() -> None:
+            if request.endpoint in RATE_LIMITED_ENDPOINTS:
+                jobs.redis_connection()  # starts it when no process has yet
+
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
 
 
 def _instance_secret(instance: Path) -> str:
@@ -71,7 +94,15 @@ def _no_store(response):
 
 
 def _register_error_pages(app: Flask) -> None:
+    app.register_error_handler(429, _too_many)
     for code in (400, 403, 404):
         app.register_error_handler(
             code, lambda exc, code=code: (render_template(f"errors/{code}.html", error=exc), code)
         )
+
+
+def _too_many(exc):
+    from portal.mail_settings import render_test_refusal
+
+    limit = getattr(exc, "description", "")
+    return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)

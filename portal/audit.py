@@ -22,6 +22,10 @@ FIELD_LABELS = {
     "reply_to": "Reply-To",
     "footer_html": "HTML footer",
     "use_own_mail_settings": "Use company-specific mail settings",
+    "egress_allowlist": "Allowed internal relays",
+    "egress_extra_ports": "Additional SMTP ports",
+    "server": "Server",
+    "result": "Result",
     "name": "Name",
     "email": "Email",
 }

@@ -49,4 +49,8 @@ class Config:
     # Queued mail older than this with no delivery yet is handed to RQ again.
     MAIL_HANDOFF_GRACE_SECONDS = int(os.environ.get("MAIL_HANDOFF_GRACE_SECONDS", "30"))
     MAIL_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
-    MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")  # extra CA bundle trusted for SMTP TLS
+    MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")
+    # Test connection: per user, and one running test per company at a time.
+    MAIL_TEST_RATE_LIMIT = os.environ.get(
+        "MAIL_TEST_RATE_LIMIT", "10 per 10 minutes"
+    )  # extra CA bundle trusted for SMTP TLS

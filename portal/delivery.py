@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from portal import crypto, jobs, outbox
+from portal import connection_test, crypto, egress, jobs, outbox
 from portal.compose import config_fingerprint
 from portal.extensions import db
 from portal.models import (
@@ -75,7 +75,14 @@ def sweep() -> dict[str, int]:
 
 
 def smtp_config(settings: EffectiveSettings) -> SmtpConfig:
-    """Connection settings for the SMTP client, with the password decrypted only here."""
+    """Connection settings for the SMTP client, with the password decrypted only here.
+
+    The host goes through the egress guard like a connection test: the client connects to
+    the checked address. Raises EgressError for a refused destination.
+    """
+    address = egress.resolve_checked(
+        settings.host or "", settings.port, connection_test.egress_policy()
+    )
     password = None
     if settings.auth_enabled and settings.password_encrypted:
         password = crypto.decrypt(settings.password_encrypted)
@@ -87,6 +94,7 @@ def smtp_config(settings: EffectiveSettings) -> SmtpConfig:
         password=password,
         timeout=float(settings.timeout_seconds),
         ca_file=current_app.config.get("MAIL_CA_FILE"),
+        connect_address=address,
     )
 
 
@@ -123,12 +131,17 @@ class _Batch:
         if not self.settings.host:
             self._defer_rest(0, "No SMTP host is configured.")
             return self._schedule_retries()
+        try:
+            config = smtp_config(self.settings)
+        except egress.EgressError as exc:
+            self._defer_rest(0, f"Destination refused: {exc}")
+            return self._schedule_retries()
         session = None
         renewed = time.monotonic()
         try:
             for index, row in enumerate(self.rows):
                 if session is None:
-                    session = SmtpSession(smtp_config(self.settings), deadline=self.deadline)
+                    session = SmtpSession(config, deadline=self.deadline)
                 try:
                     delivery = session.send(row.envelope_from, self._pending(row), row.raw)
                 except SmtpUnknownOutcomeError as exc:

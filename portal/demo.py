@@ -12,7 +12,7 @@ from portal.models import Company, User
 SUPERUSER_EMAIL = "wcmadmin@example.com"
 COMPANIES = (("Acme Ltd", "admin@acme.example.com"), ("Globex Corp", "admin@globex.example.com"))
 # The local mail catcher the demo starts listens here.
-DEMO_MAIL_HOST = "localhost"
+DEMO_MAIL_HOST = "127.0.0.1"
 DEMO_MAIL_PORT = 1025
 
 
@@ -46,3 +46,5 @@ def seed(new_password: Callable[[], str]) -> Iterator[tuple[str, str]]:
         config.host, config.port = DEMO_MAIL_HOST, DEMO_MAIL_PORT
         config.default_sender_enabled = True
         config.sender_address, config.sender_name = "noreply@example.com", "Portal demo"
+        # The catcher is internal: allow it, as a superuser would allow an internal relay.
+        config.egress_allowlist, config.egress_extra_ports = "127.0.0.1/32", str(DEMO_MAIL_PORT)

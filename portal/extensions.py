@@ -2,7 +2,8 @@
 
 import sqlite3
 
-from flask_login import LoginManager
+from flask_limiter import Limiter
+from flask_login import LoginManager, current_user
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -28,6 +29,14 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
+def _user_key() -> str:
+    return f"user:{current_user.get_id()}" if current_user.is_authenticated else "anonymous"
+
+
+# Storage is Redis, set from REDIS_URL (or the embedded Redis) when the app is created.
+limiter = Limiter(key_func=_user_key)
 
 
 @event.listens_for(Engine, "connect")

@@ -9,6 +9,7 @@ from wtforms import BooleanField, PasswordField, SelectField, StringField, TextA
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
+from portal.egress import EgressPolicy
 from portal.settings import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
 
 CONTROL_CHARS = re.compile(r"[\r\n\x00]")
@@ -144,6 +145,20 @@ class CompanyMailForm(MailForm):
 class GlobalMailForm(MailForm):
     default_sender_enabled = BooleanField("Default sender")
     all_use_default_sender = BooleanField("All notifications use the default sender")
+    egress_allowlist = TextAreaField("Allowed internal relays", [no_nul, max_length(2000)])
+    egress_extra_ports = StringField("Additional SMTP ports", [single_line, max_length(200)])
+
+    def validate_egress_allowlist(self, field) -> None:
+        try:
+            EgressPolicy.parse(field.data, None)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def validate_egress_extra_ports(self, field) -> None:
+        try:
+            EgressPolicy.parse(None, field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
 
     def sender_required(self) -> bool:
         return bool(self.default_sender_enabled.data)

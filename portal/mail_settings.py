@@ -14,9 +14,9 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from portal import audit, catcher
+from portal import audit, catcher, connection_test
 from portal.access import superuser_required, visible_company
-from portal.extensions import db
+from portal.extensions import db, limiter
 from portal.forms import CompanyMailForm, GlobalMailForm
 from portal.htmx import UNPROCESSABLE, is_htmx, respond
 from portal.mailconfig import (
@@ -69,8 +69,10 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
     }
     if company is None:
         context["action"] = url_for("mail_settings.global_settings")
+        context["test_action"] = url_for("mail_settings.test_global")
         return respond("mail/global.html", "mail/_form_response.html", status, **context)
     context["action"] = url_for("mail_settings.company", company_id=company.id)
+    context["test_action"] = url_for("mail_settings.test_company", company_id=company.id)
     context["effective"] = resolve(company)
     return respond("mail/company.html", "mail/_form_response.html", status, **context)
 
@@ -155,3 +157,43 @@ def caught_mail(name: str):
     shown = path.read_bytes().decode("utf-8", errors="replace")
     mails = catcher.recent(current_app.instance_path)
     return render_template("mail/caught.html", mails=mails, shown=shown, shown_name=name)
+
+
+def _test_limit() -> str:
+    return current_app.config["MAIL_TEST_RATE_LIMIT"]
+
+
+def render_test_refusal(message: str, status: int):
+    """The test panel saying why no test ran (bad input, a test running, too many tests)."""
+    return render_template("mail/_test_result.html", refusal=message), status
+
+
+def _run_test(form, saved: MailConfig | None, company: Company | None):
+    if not form.validate():
+        bad = ", ".join(field.label.text for field in form if field.errors)
+        return render_test_refusal(f"Correct these fields first: {bad}.", UNPROCESSABLE)
+    recipient = request.form.get("test_recipient", "")
+    try:
+        outcome = connection_test.run(form, saved, company, current_user, recipient)
+    except connection_test.TestRefusedError as exc:
+        return render_test_refusal(exc.message, exc.status)
+    db.session.commit()  # the audit row
+    context = {"result": outcome.result, "server": outcome.server, "history": audit.recent(company)}
+    return render_template("mail/_test_result.html", **context)
+
+
+@bp.post("/settings/mail/test")
+@superuser_required
+@limiter.limit(_test_limit)
+def test_global():
+    """Test the global form's values against the real server."""
+    return _run_test(GlobalMailForm(), global_config(), None)
+
+
+@bp.post("/companies/<int:company_id>/email/test")
+@login_required
+@limiter.limit(_test_limit)
+def test_company(company_id: int):
+    """Test a company's form values against the real server."""
+    company = visible_company(company_id)
+    return _run_test(CompanyMailForm(), company.mail_config, company)

@@ -98,6 +98,9 @@ class MailConfig(db.Model):
     reply_to: Mapped[str | None] = mapped_column(String(320))
     footer_html: Mapped[str | None] = mapped_column(Text)
     footer_text: Mapped[str | None] = mapped_column(Text)
+    # Global only: internal relays SMTP may reach (hosts, IPs, CIDRs) and extra allowed ports.
+    egress_allowlist: Mapped[str | None] = mapped_column(Text)
+    egress_extra_ports: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
     company: Mapped[Company | None] = relationship(back_populates="mail_config")

@@ -38,6 +38,8 @@ DEFAULTS = MappingProxyType(
         "footer_text": None,
         "default_sender_enabled": False,
         "all_use_default_sender": False,
+        "egress_allowlist": None,
+        "egress_extra_ports": None,
     }
 )
 # Fields a company may set for itself when it uses its own settings.
@@ -56,7 +58,12 @@ COMPANY_FIELDS = (
     "footer_html",
     "footer_text",
 )
-GLOBAL_ONLY_FIELDS = ("default_sender_enabled", "all_use_default_sender")
+GLOBAL_ONLY_FIELDS = (
+    "default_sender_enabled",
+    "all_use_default_sender",
+    "egress_allowlist",
+    "egress_extra_ports",
+)
 # Optional fields a company leaves empty to keep the global value.
 INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
 
@@ -81,6 +88,8 @@ class EffectiveSettings:
     footer_text: str | None
     default_sender_enabled: bool
     all_use_default_sender: bool
+    egress_allowlist: str | None
+    egress_extra_ports: str | None
     sources: MappingProxyType = field(compare=False)
 
     @property

@@ -21,6 +21,7 @@ from portal.smtp_errors import (
     text,
     typed_errors,
 )
+from portal.smtp_trace import Trace
 from portal.smtp_transport import Clock, Transport, dot_stuffed
 
 SECURITY_MODES = ("none", "starttls", "ssl")
@@ -79,6 +80,7 @@ class SmtpSession:
         config: SmtpConfig,
         deadline: float | None = None,
         tls_context: ssl.SSLContext | None = None,
+        trace: Trace | None = None,
     ) -> None:
         if tls_context is not None and not (
             tls_context.verify_mode == ssl.CERT_REQUIRED and tls_context.check_hostname
@@ -93,6 +95,7 @@ class SmtpSession:
         self._sent_on_connection = 0
         self._phase = "closed"
         self._secrets = secrets_of(config.username, config.password)
+        self.trace = trace
 
     def __enter__(self) -> Self:
         self.open()
@@ -135,7 +138,7 @@ class SmtpSession:
     def _open(self) -> None:
         self._phase = "open"
         implicit = self.config.security == "ssl"
-        transport = Transport(self.config, self._context, self._clock)
+        transport = Transport(self.config, self._context, self._clock, self.trace)
         try:
             with typed_errors(lambda: transport.step, self._secrets):
                 try:

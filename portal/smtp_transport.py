@@ -21,6 +21,7 @@ from portal.smtp_errors import (
 
 if TYPE_CHECKING:  # portal.smtp imports this module; the import is for the type hint only
     from portal.smtp import SmtpConfig
+    from portal.smtp_trace import Trace
 
 WRITE_CHUNK = 64 * 1024  # bytes per write, so a large message gets a timeout per write
 MAX_LINE = 8192  # bytes, as smtplib: a longer reply line is not SMTP
@@ -65,9 +66,27 @@ class Clock:
 class Transport(smtplib.SMTP):
     """smtplib.SMTP with a verified TLS context and a timeout on every socket operation."""
 
-    def __init__(self, config: "SmtpConfig", context: ssl.SSLContext, clock: Clock) -> None:
+    trace: "Trace | None" = None
+
+    @property
+    def step(self) -> str:
+        return self._step
+
+    @step.setter
+    def step(self, name: str) -> None:
+        self._step = name
+        if self.trace is not None:
+            self.trace.enter(name)
+
+    def __init__(
+        self,
+        config: "SmtpConfig",
+        context: ssl.SSLContext,
+        clock: Clock,
+        trace: "Trace | None" = None,
+    ) -> None:
         super().__init__(local_hostname=config.local_hostname, timeout=config.timeout)
-        self.config, self.context, self.clock = config, context, clock
+        self.config, self.context, self.clock, self.trace = config, context, clock, trace
         self.step = "connect"
         self.connected = False
         self._buffer = bytearray()
@@ -86,6 +105,8 @@ class Transport(smtplib.SMTP):
         except OSError as exc:
             raise SmtpConnectError(f"cannot connect to {host}: {exc}", step="connect") from exc
         self.connected = True
+        if self.trace is not None:
+            self.trace.detail("connected to {}:{}".format(*sock.getpeername()[:2]))
         if self.config.security == "ssl":
             self.step = "tls"
             sock = self._wrap(sock)
@@ -97,7 +118,10 @@ class Transport(smtplib.SMTP):
             budget = self.clock.budget("tls")
             sock.settimeout(budget)
             # SNI and the certificate check use the name, also when the socket went to a pinned IP.
-            return self.context.wrap_socket(sock, server_hostname=self.config.host)
+            wrapped = self.context.wrap_socket(sock, server_hostname=self.config.host)
+            if self.trace is not None:
+                self.trace.detail(describe_tls(wrapped))
+            return wrapped
         except BaseException as exc:
             sock.close()
             if isinstance(exc, TimeoutError):
@@ -138,6 +162,8 @@ class Transport(smtplib.SMTP):
     def send(self, s: bytes | str) -> None:
         if isinstance(s, str):
             s = s.encode(self.command_encoding)
+        if self.trace is not None:
+            self.trace.sent(s)
         view = memoryview(s)
         for start in range(0, len(view), WRITE_CHUNK):
             if self.sock is None:
@@ -166,7 +192,10 @@ class Transport(smtplib.SMTP):
             if not line[:3].isdigit():
                 return -1, b"\n".join(lines)
             if line[3:4] != b"-":
-                return int(line[:3]), b"\n".join(lines)
+                code, reply = int(line[:3]), b"\n".join(lines)
+                if self.trace is not None:
+                    self.trace.received(code, reply)
+                return code, reply
 
     def close(self) -> None:
         self._buffer.clear()
@@ -179,3 +208,10 @@ def dot_stuffed(message: bytes) -> bytes:
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"
+
+
+def describe_tls(sock: ssl.SSLSocket) -> str:
+    """Protocol, certificate subject and expiry, as a test-connection step shows them."""
+    cert = sock.getpeercert() or {}
+    subject = dict(pair for rdn in cert.get("subject", ()) for pair in rdn).get("commonName", "?")
+    return f"{sock.version()}, certificate for {subject}, valid until {cert.get('notAfter', '?')}"

@@ -35,7 +35,7 @@ def test_demo_seeds_once_and_prints_passwords_once(app):
     admins = db.session.scalars(select(User).where(User.company_id.is_not(None))).all()
     assert len(admins) == 2
     config = global_config()
-    assert (config.host, config.port, config.default_sender_enabled) == ("localhost", 1025, True)
+    assert (config.host, config.port, config.default_sender_enabled) == ("127.0.0.1", 1025, True)
     second = runner.invoke(args=["demo"])
     assert second.exit_code == 0 and "with password" not in second.output
 

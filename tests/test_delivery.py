@@ -11,6 +11,7 @@ from smtp_servers import RecordingHandler, make_certs, raw_server, server_contex
 from portal import crypto, delivery, jobs, mail
 from portal.extensions import db
 from portal.models import MailConfig, OutboxMessage, as_utc, utcnow
+from portal.settings import global_config
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,16 @@ def certs(tmp_path_factory):
 def server():
     with smtp_server() as running:
         yield running
+
+
+def allow_test_server(port: int) -> None:
+    """Test servers listen on loopback: allowlist it, and their port, in the global settings."""
+    glob = global_config() or MailConfig(company_id=None)
+    glob.egress_allowlist = "127.0.0.1/32"
+    ports = {p for p in (glob.egress_extra_ports or "").split(",") if p} | {str(port)}
+    glob.egress_extra_ports = ",".join(sorted(ports))
+    db.session.add(glob)
+    db.session.commit()
 
 
 def configure(company=None, **values) -> MailConfig:
@@ -36,10 +47,15 @@ def configure(company=None, **values) -> MailConfig:
         "timeout_seconds": 5,
         **values,
     }
+    allow_test_server(settings["port"])
     if company is not None:
         settings.pop("default_sender_enabled")
         company.use_own_mail_settings = True
-    config = MailConfig(company_id=company.id if company else None, **settings)
+        config = MailConfig(company_id=company.id, **settings)
+    else:
+        config = global_config()
+        for name, value in settings.items():
+            setattr(config, name, value)
     db.session.add(config)
     db.session.commit()
     return config

@@ -1,0 +1,128 @@
+"""The Test connection endpoints' service: password rules, the test mail, locks, the audit."""
+
+from contextlib import suppress
+from dataclasses import dataclass, replace
+
+from flask import current_app
+from redis.exceptions import RedisError
+
+from portal import audit, crypto, jobs, probe
+from portal.compose import compose
+from portal.egress import EgressPolicy
+from portal.exceptions import MailValidationError
+from portal.forms import normalize_email
+from portal.mailconfig import form_values, password_problem
+from portal.models import Company, MailConfig, User
+from portal.settings import global_config, resolve
+from portal.smtp import SmtpConfig
+
+TEST_SUBJECT = "Test mail from the mail portal"
+LOCK_KEY = "portal:test-running:{}"
+
+
+class TestRefusedError(Exception):
+    """The test cannot start; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: probe.ProbeResult
+    server: str
+
+
+def egress_policy() -> EgressPolicy:
+    """The superuser's allowlist of internal relays and extra ports (global settings)."""
+    config = global_config()
+    if config is None:
+        return EgressPolicy()
+    return EgressPolicy.parse(config.egress_allowlist, config.egress_extra_ports)
+
+
+def _body(company: Company | None, user: User, settings) -> str:
+    scope = f"the company {company.name}" if company else "the global configuration"
+    auth = f"on, user {settings.username}" if settings.auth_enabled else "off"
+    return (
+        f"This is a test mail sent by {user.display_name} from the mail settings of {scope}.\n\n"
+        f"Settings tested: {settings.host}, port {settings.port}, security {settings.security}, "
+        f"authentication {auth}, timeout {settings.timeout_seconds} s.\n\n"
+        "If you can read this, mail from the portal can be delivered with these settings.\n"
+    )
+
+
+def run(
+    form, saved: MailConfig | None, company: Company | None, user: User, recipient: str
+) -> Outcome:
+    """Test the form's values (saved or not); TestRefusedError when the test cannot start."""
+    values = form_values(form)
+    typed = form.password.data or ""
+    password = None
+    if values["auth_enabled"]:
+        problem = password_problem(saved, values, typed, remove=False)
+        if problem:
+            raise TestRefusedError(problem)
+        password = typed or crypto.decrypt(saved.password_encrypted)
+    try:
+        recipient = normalize_email(recipient)
+    except Exception as exc:  # noqa: BLE001 - every reason gets the same message
+        raise TestRefusedError("Enter the address the test mail goes to.") from exc
+    settings = replace(resolve(company), **values, password_encrypted=None)
+    try:
+        composed = compose(
+            settings,
+            company=company,
+            user=None,
+            to=[recipient],
+            subject=TEST_SUBJECT,
+            text=_body(company, user, settings),
+        )
+    except MailValidationError as exc:
+        raise TestRefusedError(" ".join(exc.errors.values())) from exc
+    config = SmtpConfig(
+        host=settings.host,
+        port=settings.port,
+        security=settings.security,
+        username=settings.username if settings.auth_enabled else None,
+        password=password,
+        timeout=float(settings.timeout_seconds),
+        ca_file=current_app.config.get("MAIL_CA_FILE"),
+    )
+    with _one_at_a_time(company, config.timeout):
+        result = probe.run(
+            config,
+            sender=composed.envelope_from,
+            recipient=recipient,
+            message=composed.raw,
+            policy=egress_policy(),
+            deadline=config.timeout,
+        )
+    server = f"{config.host}:{config.port}"
+    label = probe.STEP_LABELS.get(result.failed_step or "", result.failed_step)
+    outcome = "succeeded" if result.ok else f"failed at {label}: {result.diagnosis.problem}"
+    audit.record("mail_settings.test", {"server": server, "result": outcome}, user, company)
+    return Outcome(result, server)
+
+
+class _one_at_a_time:
+    """One running test per company (and one for the global page), across web workers."""
+
+    def __init__(self, company: Company | None, timeout: float):
+        self.key = LOCK_KEY.format(company.id if company else "global")
+        # Opening and sending each get the timeout; the lock outlives both.
+        self.ttl = int(timeout * 2 + 30)
+
+    def __enter__(self):
+        try:
+            acquired = jobs.redis_connection().set(self.key, 1, nx=True, ex=self.ttl)
+        except RedisError:
+            acquired = True  # without Redis the per-user rate limit still holds
+        if not acquired:
+            raise TestRefusedError("A test of these settings is already running: wait for it.", 429)
+        return self
+
+    def __exit__(self, *exc_info):
+        with suppress(RedisError):  # else the lock expires by itself
+            jobs.redis_connection().delete(self.key)

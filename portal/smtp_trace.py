@@ -1,0 +1,71 @@
+"""A record of one SMTP conversation: each step with its duration, and a redacted transcript."""
+
+import time
+from dataclasses import dataclass, field
+
+REDACTED = "[redacted]"
+
+
+@dataclass
+class TraceStep:
+    name: str
+    started: float
+    seconds: float = 0.0
+    ok: bool | None = None  # None while running
+    details: list[str] = field(default_factory=list)
+
+
+class Trace:
+    """Told by the transport when the step changes and what goes over the wire."""
+
+    def __init__(self) -> None:
+        self.steps: list[TraceStep] = []
+        self.transcript: list[str] = []
+        self.auth_mechanism: str | None = None
+        self._secret_follows = False
+
+    @property
+    def current(self) -> TraceStep | None:
+        return self.steps[-1] if self.steps and self.steps[-1].ok is None else None
+
+    def enter(self, name: str) -> None:
+        """Close the running step as done and start `name` (unless it is the one running)."""
+        current = self.current
+        if current is not None and current.name == name:
+            return
+        self._close(current, ok=True)
+        self.steps.append(TraceStep(name, time.monotonic()))
+
+    def detail(self, text: str) -> None:
+        if self.current is not None:
+            self.current.details.append(text)
+
+    def finish(self, ok: bool) -> None:
+        self._close(self.current, ok=ok)
+
+    def sent(self, data: bytes) -> None:
+        line = data.decode("utf-8", errors="replace").rstrip("\r\n")
+        if "\n" in line:  # the message itself: not part of the transcript
+            self.transcript.append(f"C: <message, {len(data)} bytes>")
+            return
+        words = line.split()
+        if words and words[0].upper() == "AUTH":
+            self.auth_mechanism = words[1].upper() if len(words) > 1 else None
+            self.detail(f"mechanism {self.auth_mechanism}")
+            line = " ".join(words[:2] + ([REDACTED] if len(words) > 2 else []))
+        elif self._secret_follows:
+            line = REDACTED
+        self.transcript.append(f"C: {line}")
+
+    def received(self, code: int, reply: bytes) -> None:
+        # After a 334 the client answers with (base64) credentials.
+        self._secret_follows = code == 334
+        text = reply.decode("utf-8", errors="replace")
+        shown = REDACTED if code == 334 else text.replace("\n", " | ")
+        self.transcript.append(f"S: {code} {shown}")
+
+    @staticmethod
+    def _close(step: TraceStep | None, ok: bool) -> None:
+        if step is not None:
+            step.seconds = time.monotonic() - step.started
+            step.ok = ok
