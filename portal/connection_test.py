@@ -3,18 +3,15 @@
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
-from flask import current_app
 from redis.exceptions import RedisError
 
-from portal import audit, crypto, jobs, probe
+from portal import audit, crypto, jobs, outbound, probe
 from portal.compose import compose
-from portal.egress import EgressPolicy
 from portal.exceptions import MailValidationError
 from portal.forms import normalize_email
 from portal.mailconfig import form_values, password_problem
 from portal.models import Company, MailConfig, User
-from portal.settings import global_config, resolve
-from portal.smtp import SmtpConfig
+from portal.settings import resolve
 
 TEST_SUBJECT = "Test mail from the mail portal"
 LOCK_KEY = "portal:test-running:{}"
@@ -32,14 +29,6 @@ class TestRefusedError(Exception):
 class Outcome:
     result: probe.ProbeResult
     server: str
-
-
-def egress_policy() -> EgressPolicy:
-    """The superuser's allowlist of internal relays and extra ports (global settings)."""
-    config = global_config()
-    if config is None:
-        return EgressPolicy()
-    return EgressPolicy.parse(config.egress_allowlist, config.egress_extra_ports)
 
 
 def _body(company: Company | None, user: User, settings) -> str:
@@ -81,22 +70,14 @@ def run(
         )
     except MailValidationError as exc:
         raise TestRefusedError(" ".join(exc.errors.values())) from exc
-    config = SmtpConfig(
-        host=settings.host,
-        port=settings.port,
-        security=settings.security,
-        username=settings.username if settings.auth_enabled else None,
-        password=password,
-        timeout=float(settings.timeout_seconds),
-        ca_file=current_app.config.get("MAIL_CA_FILE"),
-    )
+    config = outbound.client_config(settings, password=password)
     with _one_at_a_time(company, config.timeout):
         result = probe.run(
             config,
             sender=composed.envelope_from,
             recipient=recipient,
             message=composed.raw,
-            policy=egress_policy(),
+            policy=outbound.egress_policy(),
             deadline=config.timeout,
         )
     server = f"{config.host}:{config.port}"

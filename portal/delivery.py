@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from portal import connection_test, crypto, egress, jobs, outbox
+from portal import egress, jobs, outbound, outbox
 from portal.compose import config_fingerprint
 from portal.extensions import db
 from portal.models import (
@@ -49,13 +49,15 @@ def deliver(message_id: int) -> None:
 
 
 def deliver_group(group_key: str) -> None:
-    """RQ job: deliver a group's due mails, a session per MAIL_GROUP_MAX mails."""
+    """RQ job: deliver up to MAIL_GROUP_MAX due mails of a group over one session."""
     jobs.clear_group_marker(group_key)  # mails queued from now on schedule a new flush
     limit = current_app.config["MAIL_GROUP_MAX"]
-    while claimed := outbox.claim(group_key=group_key, limit=limit):
+    claimed = outbox.claim(group_key=group_key, limit=limit)
+    if len(claimed) == limit:
+        # More may wait: another worker can take the next session's worth meanwhile.
+        jobs.hand_off(claimed[-1], group_key, now=True)
+    if claimed:
         _deliver(claimed)
-        if len(claimed) < limit:
-            break
 
 
 def sweep() -> dict[str, int]:
@@ -75,27 +77,12 @@ def sweep() -> dict[str, int]:
 
 
 def smtp_config(settings: EffectiveSettings) -> SmtpConfig:
-    """Connection settings for the SMTP client, with the password decrypted only here.
+    """The client's settings, its host checked by the egress guard like a connection test.
 
-    The host goes through the egress guard like a connection test: the client connects to
-    the checked address. Raises EgressError for a refused destination.
+    The client connects to the checked address. Raises EgressError for a refused destination.
     """
-    address = egress.resolve_checked(
-        settings.host or "", settings.port, connection_test.egress_policy()
-    )
-    password = None
-    if settings.auth_enabled and settings.password_encrypted:
-        password = crypto.decrypt(settings.password_encrypted)
-    return SmtpConfig(
-        host=settings.host or "",
-        port=settings.port,
-        security=settings.security,
-        username=settings.username if settings.auth_enabled else None,
-        password=password,
-        timeout=float(settings.timeout_seconds),
-        ca_file=current_app.config.get("MAIL_CA_FILE"),
-        connect_address=address,
-    )
+    address = egress.resolve_checked(settings.host or "", settings.port, outbound.egress_policy())
+    return outbound.client_config(settings, address=address)
 
 
 def _deliver(ids: Sequence[int]) -> None:

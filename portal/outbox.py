@@ -68,13 +68,15 @@ def load(ids: Sequence[int]) -> list[Row]:
     return list(db.session.execute(query))
 
 
+OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the send path
+
+
 def record(message_id: int, **values) -> None:
     """Write one mail's outcome; the caller commits (at once, before the next mail)."""
     db.session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.status == STATUS_SENDING)
+        update(OUTBOX)
+        .where(OUTBOX.c.id == message_id, OUTBOX.c.status == STATUS_SENDING)
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -88,10 +90,9 @@ def renew_lease(ids: Iterable[int]) -> None:
 
 def record_many(ids: Sequence[int], **values) -> None:
     db.session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == STATUS_SENDING)
+        update(OUTBOX)
+        .where(OUTBOX.c.id.in_(ids), OUTBOX.c.status == STATUS_SENDING)
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
 
 

@@ -41,6 +41,7 @@ class ProbeResult:
     steps: list[Step]
     diagnosis: Diagnosis | None = None
     server_reply: str | None = None
+    detail: str | None = None  # the full reason, for the superuser only
     transcript: list[str] = field(default_factory=list)
     queue_id: str | None = None
 
@@ -89,6 +90,7 @@ def run(
         )
         if isinstance(exc, SmtpError) and exc.code:
             result.server_reply = f"{exc.code} {exc.reply}".strip()
+        result.detail = str(exc)
     finally:
         if session is not None:
             session.close()

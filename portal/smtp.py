@@ -1,10 +1,12 @@
 """SMTP client: one verified, deadline-bounded connection that delivers many mails."""
 
+import os
 import smtplib
 import ssl
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Self
 
 from portal.smtp_errors import (
@@ -62,7 +64,20 @@ class Delivery:
 
 
 def make_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """A context that verifies certificate and host name, trusting `ca_file` besides the system."""
+    """A context that verifies certificate and host name, trusting `ca_file` besides the system.
+
+    Shared between sessions: loading the system's CA store costs more than a whole SMTP
+    session on loopback. A changed CA file (new mtime) gets a new context.
+    """
+    try:
+        stamp = os.stat(ca_file).st_mtime_ns if ca_file else None
+    except OSError as exc:
+        raise SmtpTlsError(f"cannot load CA file: {exc}", step="tls") from exc
+    return _tls_context(ca_file, stamp)
+
+
+@lru_cache(maxsize=16)
+def _tls_context(ca_file: str | None, _stamp: int | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_file:
         try:
@@ -89,13 +104,16 @@ class SmtpSession:
         self.config = config
         self.deadline = deadline  # seconds of wall clock for open() and for each send()
         self.sessions_opened = 0
-        self._context = tls_context or make_tls_context(config.ca_file)
+        plain = config.security == "none"
+        self._context = tls_context or (None if plain else make_tls_context(config.ca_file))
         self._clock = Clock(config.timeout)
         self._transport: Transport | None = None
         self._sent_on_connection = 0
         self._phase = "closed"
         self._secrets = secrets_of(config.username, config.password)
         self.trace = trace
+        if trace is not None:
+            trace.secrets = self._secrets
 
     def __enter__(self) -> Self:
         self.open()

@@ -22,6 +22,7 @@ class Trace:
         self.steps: list[TraceStep] = []
         self.transcript: list[str] = []
         self.auth_mechanism: str | None = None
+        self.secrets: list[str] = []  # set by the session: never shown, even if a server echoes
         self._secret_follows = False
 
     @property
@@ -55,14 +56,19 @@ class Trace:
             line = " ".join(words[:2] + ([REDACTED] if len(words) > 2 else []))
         elif self._secret_follows:
             line = REDACTED
-        self.transcript.append(f"C: {line}")
+        self.transcript.append(self._redacted(f"C: {line}"))
 
     def received(self, code: int, reply: bytes) -> None:
         # After a 334 the client answers with (base64) credentials.
         self._secret_follows = code == 334
         text = reply.decode("utf-8", errors="replace")
         shown = REDACTED if code == 334 else text.replace("\n", " | ")
-        self.transcript.append(f"S: {code} {shown}")
+        self.transcript.append(self._redacted(f"S: {code} {shown}"))
+
+    def _redacted(self, line: str) -> str:
+        for secret in self.secrets:
+            line = line.replace(secret, REDACTED)
+        return line
 
     @staticmethod
     def _close(step: TraceStep | None, ok: bool) -> None:

@@ -2,14 +2,19 @@
 
 import os
 import re
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from flask_migrate import upgrade
+from playwright.sync_api import Page, sync_playwright
+from werkzeug.serving import make_server
 
 from portal import accounts, create_app, jobs
 from portal.extensions import db
@@ -184,3 +189,53 @@ def as_superuser(browser, people) -> Browser:
 def as_acme(browser, people) -> Browser:
     browser.login(people.acme_admin.email)
     return browser
+
+
+# --- browser tests: one Chromium for the run, the real app on a free port ---
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the whole run."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not installed at {CHROMIUM}: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app_config, migrated, people) -> Iterator[str]:
+    """The real app on a free port, sharing the test database; yields its base URL."""
+    server_app = create_app({**app_config, "SERVER_NAME": None})
+    server = make_server("127.0.0.1", 0, server_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+    with server_app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def page(chromium, live_server) -> Iterator[Page]:
+    context = chromium.new_context(base_url=live_server)
+    page = context.new_page()
+    yield page
+    context.close()

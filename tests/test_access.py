@@ -10,6 +10,8 @@ ROUTES = [
     ("GET", "/settings/mail", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
     ("POST", "/settings/mail", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
     ("GET", "/settings/mail/password-input", {ANON: 302, ACME: 200, GLOBEX: 200, SUPER: 200}),
+    ("POST", "/settings/mail/test", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
+    ("POST", "/companies/{acme}/email/test", {ANON: 302, ACME: 422, GLOBEX: 404, SUPER: 422}),
     ("GET", "/settings/mail/caught", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
     ("GET", "/settings/mail/caught/1-1.eml", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 404}),
     ("GET", "/companies", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),

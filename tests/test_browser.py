@@ -1,68 +1,17 @@
 """Browser tests: a real Chromium drives the real app served on 127.0.0.1."""
 
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from conftest import PASSWORD
-from playwright.sync_api import Page, Response, expect, sync_playwright
+from conftest import PASSWORD, SCREENSHOTS
+from playwright.sync_api import Page, Response, expect
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from portal import create_app, crypto
+from portal import crypto
 from portal.extensions import db
 from portal.models import Company, MailConfig, User
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 TIMEOUT_ERROR = "Enter a whole number from 10 to 180."
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """One headless Chromium for the whole run."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not installed at {CHROMIUM}: apt-get install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def live_server(app_config, migrated, people) -> Iterator[str]:
-    """The real app on a free port, sharing the test database; yields its base URL."""
-    server_app = create_app({**app_config, "SERVER_NAME": None})
-    server = make_server("127.0.0.1", 0, server_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
-    with server_app.app_context():
-        db.engine.dispose()
-
-
-@pytest.fixture
-def page(chromium, live_server) -> Iterator[Page]:
-    context = chromium.new_context(base_url=live_server)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 @pytest.fixture
