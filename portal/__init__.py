@@ -12,7 +12,9 @@ from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.extensions import csrf, db, limiter, login_manager, migrate
 from portal.forms import SECURITY_NAMES
 
-RATE_LIMITED_ENDPOINTS = frozenset({"mail_settings.test_global", "mail_settings.test_company"})
+RATE_LIMITED_ENDPOINTS = frozenset(
+    {"mail_settings.test_global", "mail_settings.test_company", "auth.forgot_password"}
+)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -45,11 +47,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message = None
     crypto.init_app(app)
 
-    from portal import auth, cli, companies, mail_settings
+    from portal import api, apikeys, auth, cli, companies, mail_settings, maillog
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(companies.bp)
     app.register_blueprint(mail_settings.bp)
+    app.register_blueprint(maillog.bp)
+    app.register_blueprint(apikeys.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
     cli.init_app(app)
     app.jinja_env.globals.update(FIELD_LABELS=FIELD_LABELS, SECURITY_NAMES=SECURITY_NAMES)
     _register_error_pages(app)

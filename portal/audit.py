@@ -24,6 +24,7 @@ FIELD_LABELS = {
     "use_own_mail_settings": "Use company-specific mail settings",
     "egress_allowlist": "Allowed internal relays",
     "egress_extra_ports": "Additional SMTP ports",
+    "retention_days": "Keep sent mail (days)",
     "server": "Server",
     "result": "Result",
     "name": "Name",

@@ -1,15 +1,25 @@
-"""Log in, log out, and set a password from a one-time link."""
+"""Log in, log out, ask for a reset link, and set a password from a one-time link."""
 
-from flask import Blueprint, abort, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import StringField
 
 from portal import accounts
-from portal.extensions import db, login_manager
-from portal.forms import LoginForm, SetPasswordForm
+from portal.extensions import db, limiter, login_manager
+from portal.forms import LoginForm, SetPasswordForm, max_length, required, single_line
 from portal.models import User
 
 bp = Blueprint("auth", __name__)
 MSG_BAD_LOGIN = "Email or password is incorrect."
+MSG_RESET_SENT = "If an account exists for that address, a reset link is on its way."
+DEFAULT_RESET_RATE_LIMIT = "5 per 15 minutes"
+
+
+class ForgotPasswordForm(FlaskForm):
+    # Any non-empty single line: a syntax check could tell stored addresses from others.
+    email = StringField("Email", [required("Enter your email."), single_line, max_length(320)])
 
 
 @login_manager.user_loader
@@ -65,3 +75,32 @@ def set_password(token: str):
         return redirect(home_url())
     status = 422 if form.errors else 200
     return render_template("auth/set_password.html", form=form, user=user), status
+
+
+def _reset_limit() -> str:
+    return current_app.config.get("PASSWORD_RESET_RATE_LIMIT", DEFAULT_RESET_RATE_LIMIT)
+
+
+def _reset_link(token: str) -> str:
+    return url_for("auth.set_password", token=token, _external=True)
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@limiter.limit(_reset_limit, key_func=get_remote_address, methods=["POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    sent = None
+    if form.validate_on_submit():
+        accounts.request_reset(form.email.data, _reset_link)
+        sent = MSG_RESET_SENT
+    status = 422 if form.errors else 200
+    return render_template("auth/forgot_password.html", form=form, sent=sent), status
+
+
+@bp.errorhandler(429)
+def too_many(exc):
+    """The forgot-password page saying to wait, instead of the connection-test panel."""
+    form = ForgotPasswordForm(formdata=None)
+    limit = getattr(exc, "description", "")
+    error = f"Too many reset requests ({limit}). Try again later."
+    return render_template("auth/forgot_password.html", form=form, error=error), 429

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from portal import accounts, audit
 from portal.access import superuser_required, visible_company
+from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.forms import CompanyForm, InviteForm
 from portal.htmx import UNPROCESSABLE, is_htmx, respond
@@ -114,7 +115,19 @@ def invite(company: Company, email: str, name: str) -> tuple[User | None, str | 
     return user, None
 
 
-def _admins_response(company: Company, form: InviteForm, link: str | None = None):
+def _send_invitation(user: User, company: Company) -> dict:
+    """Queue the invitation mail; what the superuser sees about it (the link is the fallback)."""
+    link = url_for("auth.set_password", token=accounts.password_token(user), _external=True)
+    invitation = {"email": user.email, "link": link, "problem": None}
+    try:
+        accounts.send_invitation(user, company, link)
+    except MailValidationError as exc:
+        invitation["problem"] = " ".join(exc.errors.values())
+    invitation["valid_for"] = accounts.duration_text(accounts.link_max_age(accounts.INVITATION))
+    return invitation
+
+
+def _admins_response(company: Company, form: InviteForm, invitation: dict | None = None):
     status = UNPROCESSABLE if any(f.errors for f in form) else 200
     return respond(
         "companies/admins.html",
@@ -122,7 +135,7 @@ def _admins_response(company: Company, form: InviteForm, link: str | None = None
         status,
         company=company,
         form=form,
-        invitation_link=link,
+        invitation=invitation,
         history=audit.recent(company),
     )
 
@@ -134,7 +147,7 @@ def admins(company_id: int):
     if request.method == "GET":
         return _admins_response(company, InviteForm(formdata=None))
     form = InviteForm()
-    link = None
+    invitation = None
     if form.validate():
         user, problem = invite(company, form.email.data, (form.name.data or "").strip())
         if problem:
@@ -143,12 +156,11 @@ def admins(company_id: int):
             audit.record(
                 "admin.assign", {"email": {"old": None, "new": user.email}}, current_user, company
             )
-            db.session.commit()
+            db.session.commit()  # the admin exists even if the mail cannot be queued
             if not user.password_hash:
-                token = accounts.password_token(user)
-                link = url_for("auth.set_password", token=token, _external=True)
+                invitation = _send_invitation(user, company)
             form = InviteForm(formdata=None)
-    return _admins_response(company, form, link)
+    return _admins_response(company, form, invitation)
 
 
 @bp.post("/<int:company_id>/admins/<int:user_id>/remove")

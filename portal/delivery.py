@@ -113,6 +113,7 @@ class _Batch:
         )
         self.lease_every = config["MAIL_LEASE_SECONDS"] / 3
         self.retries: list[tuple[int, object]] = []
+        self.server = f"{settings.host}:{settings.port}"
 
     def run(self) -> None:
         if not self.settings.host:
@@ -173,7 +174,9 @@ class _Batch:
             values["recipient_results"] = results
         if status == STATUS_SENT:
             values["sent_at"] = utcnow()
-        outbox.record(row.id, **values)
+        outbox.record(row.id, self.server, **values)
+        if status == STATUS_SENT and self.settings.retention_days == 0:
+            outbox.forget(row.id)
 
     def _refused(self, row, refused, delivery, accepted=()) -> None:
         """Record per-recipient results: accepted ones are done, 4xx ones wait, 5xx ones fail."""
@@ -206,7 +209,7 @@ class _Batch:
         values["next_attempt_at"] = at
         if results is not None:
             values["recipient_results"] = results
-        outbox.record(row.id, **values)
+        outbox.record(row.id, self.server, **values)
         self.retries.append((row.id, at))
 
     def _defer_rest(self, start: int, reason: str) -> None:

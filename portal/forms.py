@@ -147,6 +147,7 @@ class GlobalMailForm(MailForm):
     all_use_default_sender = BooleanField("All notifications use the default sender")
     egress_allowlist = TextAreaField("Allowed internal relays", [no_nul, max_length(2000)])
     egress_extra_ports = StringField("Additional SMTP ports", [single_line, max_length(200)])
+    retention_days = WholeNumberField("Keep sent mail (days)", 0, 3650, default=30)
 
     def validate_egress_allowlist(self, field) -> None:
         try:

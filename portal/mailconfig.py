@@ -46,7 +46,8 @@ def prefill(config: MailConfig | None, *, with_global_only: bool) -> dict[str, A
         names += list(GLOBAL_ONLY_FIELDS)
     if config is None:
         return {}
-    return {name: getattr(config, name) for name in names}
+    # An unset column leaves the form field at its declared default.
+    return {name: getattr(config, name) for name in names if getattr(config, name) is not None}
 
 
 def password_problem(

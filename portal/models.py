@@ -13,6 +13,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -101,6 +102,8 @@ class MailConfig(db.Model):
     # Global only: internal relays SMTP may reach (hosts, IPs, CIDRs) and extra allowed ports.
     egress_allowlist: Mapped[str | None] = mapped_column(Text)
     egress_extra_ports: Mapped[str | None] = mapped_column(String(200))
+    # Global only: how long sent mail is kept (days); 0 deletes it right after sending.
+    retention_days: Mapped[int | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
     company: Mapped[Company | None] = relationship(back_populates="mail_config")
@@ -142,7 +145,11 @@ class OutboxMessage(db.Model):
     __table_args__ = (
         Index("ix_outbox_messages_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_messages_group_status", "group_key", "status"),
-        Index("ix_outbox_messages_company_created", "company_id", "created_at"),
+        Index("ix_outbox_messages_company_created", "company_id", "created_at", "id"),
+        Index("ix_outbox_messages_created", "created_at", "id"),
+        Index(
+            "ix_outbox_messages_company_status_created", "company_id", "status", "created_at", "id"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -165,12 +172,69 @@ class OutboxMessage(db.Model):
     recipient_results: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # A resend of a sent mail is a new row pointing at the original.
+    resend_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="SET NULL")
+    )
 
     company: Mapped[Company | None] = relationship()
     user: Mapped[User | None] = relationship()
+    attempts_made: Mapped[list["OutboxAttempt"]] = relationship(
+        order_by="OutboxAttempt.id", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     def pending_recipients(self) -> list[str]:
         """Recipients not yet accepted or refused for good."""
         results = self.recipient_results or {}
         done = {r for r, result in results.items() if result["status"] != "deferred"}
         return [r for r in self.recipients if r not in done]
+
+
+class OutboxAttempt(db.Model):
+    """One delivery attempt of a mail: when, to which server, and what it answered."""
+
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    server: Mapped[str] = mapped_column(String(300), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    reply: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKey(db.Model):
+    """A company's key for the enqueue API; only its hash is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("companies.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(120))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    company: Mapped[Company] = relationship()
+
+
+class IdempotencyRecord(db.Model):
+    """The first result of an API request made with an Idempotency-Key."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

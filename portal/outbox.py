@@ -5,13 +5,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 
 from portal.extensions import db
 from portal.models import (
     STATUS_DEFERRED,
     STATUS_QUEUED,
     STATUS_SENDING,
+    OutboxAttempt,
     OutboxMessage,
     utcnow,
 )
@@ -71,13 +72,31 @@ def load(ids: Sequence[int]) -> list[Row]:
 OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the send path
 
 
-def record(message_id: int, **values) -> None:
-    """Write one mail's outcome; the caller commits (at once, before the next mail)."""
+ATTEMPTS = OutboxAttempt.__table__
+
+
+def record(message_id: int, server: str, **values) -> None:
+    """Write one mail's outcome and its attempt; the caller commits (before the next mail)."""
     db.session.execute(
         update(OUTBOX)
         .where(OUTBOX.c.id == message_id, OUTBOX.c.status == STATUS_SENDING)
         .values(**values)
     )
+    db.session.execute(
+        insert(ATTEMPTS).values(
+            message_id=message_id,
+            at=utcnow(),
+            server=server,
+            status=values["status"],
+            reply=values.get("last_reply"),
+        )
+    )
+
+
+def forget(message_id: int) -> None:
+    """Delete a sent mail at once ("delete immediately after sending"); attempts go with it."""
+    db.session.execute(delete(ATTEMPTS).where(ATTEMPTS.c.message_id == message_id))
+    db.session.execute(delete(OUTBOX).where(OUTBOX.c.id == message_id))
 
 
 def renew_lease(ids: Iterable[int]) -> None:

@@ -40,6 +40,7 @@ DEFAULTS = MappingProxyType(
         "all_use_default_sender": False,
         "egress_allowlist": None,
         "egress_extra_ports": None,
+        "retention_days": 30,
     }
 )
 # Fields a company may set for itself when it uses its own settings.
@@ -63,6 +64,7 @@ GLOBAL_ONLY_FIELDS = (
     "all_use_default_sender",
     "egress_allowlist",
     "egress_extra_ports",
+    "retention_days",
 )
 # Optional fields a company leaves empty to keep the global value.
 INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
@@ -90,6 +92,7 @@ class EffectiveSettings:
     all_use_default_sender: bool
     egress_allowlist: str | None
     egress_extra_ports: str | None
+    retention_days: int
     sources: MappingProxyType = field(compare=False)
 
     @property

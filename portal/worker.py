@@ -1,6 +1,7 @@
 """The delivery worker: a pool of RQ workers with RQ's scheduler, and the sweeper."""
 
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -12,7 +13,7 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
-from portal import create_app, jobs
+from portal import create_app, jobs, retention
 from portal.delivery import sweep
 from portal.extensions import db
 
@@ -57,16 +58,20 @@ class PortalWorker(SimpleWorker):
 
 
 def run_sweeper(sweep_seconds: float) -> None:
-    """Run the sweep on a fixed interval, in its own process.
+    """Run the sweep on a fixed interval, and the retention purge daily, in their own process.
 
     Not RQ's cron: it enqueues with pickle while the mail queue speaks JSON, and the sweep
     must keep running when Redis has lost everything, which is when it is needed most.
     """
     app = create_app()
+    purged_at = -math.inf
     while True:
         with app.app_context():
             try:
                 sweep()
+                if time.monotonic() - purged_at >= app.config["MAIL_RETENTION_EVERY_SECONDS"]:
+                    retention.purge()
+                    purged_at = time.monotonic()
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("sweep failed")
             finally:

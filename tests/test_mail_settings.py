@@ -19,6 +19,7 @@ VALID = {
     "sender_address": "noreply@example.com",
     "sender_name": "Example",
     "timeout_seconds": "60",
+    "retention_days": "30",
 }
 
 
