@@ -42,9 +42,6 @@ class FineScheduler(RQScheduler):
         self.stop()
 
 
-rq.worker.base.RQScheduler = FineScheduler
-
-
 class PortalWorker(SimpleWorker):
     """Runs jobs in its own process (no fork per job) inside the portal's app context."""
 
@@ -82,6 +79,7 @@ def run_sweeper(sweep_seconds: float) -> None:
 def main(processes: int | None = None) -> None:
     """Start the cron process and a pool of workers on the mail queue until stopped."""
     processes = processes or int(os.environ.get("PORTAL_WORKER_PROCESSES", DEFAULT_PROCESSES))
+    rq.worker.base.RQScheduler = FineScheduler  # before the pool forks its workers
     app = create_app()
     connection = jobs.redis_connection(app)
     sweeper = multiprocessing.Process(
