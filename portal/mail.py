@@ -59,6 +59,8 @@ def send(
         recipient_results={},
     )
     db.session.add(message)
+    db.session.flush()
+    message_id, group_key = message.id, message.group_key  # no reload after the commit
     db.session.commit()
-    jobs.hand_off(message.id, message.group_key)
+    jobs.hand_off(message_id, group_key)
     return message
