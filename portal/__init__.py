@@ -4,17 +4,13 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, render_template, request
+from flask import Flask, render_template
 
 from portal import crypto
 from portal.audit import FIELD_LABELS
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.extensions import csrf, db, limiter, login_manager, migrate
 from portal.forms import SECURITY_NAMES
-
-RATE_LIMITED_ENDPOINTS = frozenset(
-    {"mail_settings.test_global", "mail_settings.test_company", "auth.forgot_password"}
-)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -75,8 +71,8 @@ def _init_limiter(app: Flask) -> None:
 
         @app.before_request
         def _start_embedded_redis() -> None:
-            if request.endpoint in RATE_LIMITED_ENDPOINTS:
-                jobs.redis_connection()  # starts it when no process has yet
+            # The limiter's storage must be up before any limit is checked; cached after once.
+            jobs.redis_connection()
 
     app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
@@ -100,15 +96,7 @@ def _no_store(response):
 
 
 def _register_error_pages(app: Flask) -> None:
-    app.register_error_handler(429, _too_many)
-    for code in (400, 403, 404):
+    for code in (400, 403, 404, 429):
         app.register_error_handler(
             code, lambda exc, code=code: (render_template(f"errors/{code}.html", error=exc), code)
         )
-
-
-def _too_many(exc):
-    from portal.mail_settings import render_test_refusal
-
-    limit = getattr(exc, "description", "")
-    return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)

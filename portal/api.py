@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from portal import apikeys, jobs, mail, openapi
+from portal import apikeys, mail, openapi
 from portal.exceptions import MailValidationError
 from portal.extensions import db, limiter
 from portal.models import IdempotencyRecord, OutboxMessage, as_utc
@@ -75,8 +75,6 @@ api_limit = limiter.shared_limit(_rate_limit, scope="api", key_func=_rate_key)
 def _authenticate():
     if request.endpoint == "api.openapi":
         return None
-    if not current_app.config.get("REDIS_URL"):
-        jobs.redis_connection()  # the rate limiter counts in the embedded Redis: start it
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     key = apikeys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
     if key is None:

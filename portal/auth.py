@@ -99,7 +99,7 @@ def forgot_password():
 
 @bp.errorhandler(429)
 def too_many(exc):
-    """The forgot-password page saying to wait, instead of the connection-test panel."""
+    """The forgot-password page saying to wait."""
     form = ForgotPasswordForm(formdata=None)
     limit = getattr(exc, "description", "")
     error = f"Too many reset requests ({limit}). Try again later."

@@ -168,6 +168,12 @@ def render_test_refusal(message: str, status: int):
     return render_template("mail/_test_result.html", refusal=message), status
 
 
+@bp.errorhandler(429)
+def _too_many_tests(exc):
+    limit = getattr(exc, "description", "")
+    return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)
+
+
 def _run_test(form, saved: MailConfig | None, company: Company | None):
     if not form.validate():
         bad = ", ".join(field.label.text for field in form if field.errors)

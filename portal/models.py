@@ -183,12 +183,6 @@ class OutboxMessage(db.Model):
         order_by="OutboxAttempt.id", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    def pending_recipients(self) -> list[str]:
-        """Recipients not yet accepted or refused for good."""
-        results = self.recipient_results or {}
-        done = {r for r, result in results.items() if result["status"] != "deferred"}
-        return [r for r in self.recipients if r not in done]
-
 
 class OutboxAttempt(db.Model):
     """One delivery attempt of a mail: when, to which server, and what it answered."""
