@@ -43,11 +43,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message = None
     crypto.init_app(app)
 
-    from portal import api, apikeys, auth, cli, companies, mail_settings, maillog
+    from portal import api, apikeys, auth, cli, companies, mail_settings, maillog, oauth_views
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(companies.bp)
     app.register_blueprint(mail_settings.bp)
+    app.register_blueprint(oauth_views.bp)
     app.register_blueprint(maillog.bp)
     app.register_blueprint(apikeys.bp)
     app.register_blueprint(api.bp)

@@ -168,5 +168,7 @@ def config_fingerprint(settings: EffectiveSettings) -> str:
         settings.username if settings.auth_enabled else None,
         settings.password_encrypted if settings.auth_enabled else None,
         settings.timeout_seconds,
+        # An OAuth2 mailbox's tokens belong to the configuration row that holds the grant.
+        (settings.auth_method, settings.auth_config_id) if settings.uses_oauth else None,
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()

@@ -52,7 +52,9 @@ class Config:
     MAIL_HANDOFF_GRACE_SECONDS = int(os.environ.get("MAIL_HANDOFF_GRACE_SECONDS", "30"))
     MAIL_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
     MAIL_RETENTION_EVERY_SECONDS = int(os.environ.get("MAIL_RETENTION_EVERY_SECONDS", "86400"))
-    MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")
+    MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")  # also trusted for OAuth2 endpoints
+    # The OAuth2 callback as registered with providers, when the portal is behind a proxy.
+    OAUTH_REDIRECT_URI = os.environ.get("OAUTH_REDIRECT_URI")
     # Enqueue API: per-key rate limit and the largest request body accepted.
     API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600 per minute")
     API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(25 * 1024 * 1024)))

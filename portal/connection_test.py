@@ -5,15 +5,22 @@ from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
-from portal import audit, crypto, jobs, outbound, probe
+from portal import audit, crypto, jobs, outbound, probe, tokens
 from portal.compose import compose
 from portal.exceptions import MailValidationError
 from portal.forms import normalize_email
-from portal.mailconfig import form_values, password_problem
+from portal.mailconfig import form_values, grant_moved, password_problem, uses_oauth
 from portal.models import Company, MailConfig, User
 from portal.settings import resolve
 
 TEST_SUBJECT = "Test mail from the mail portal"
+MSG_AUTHORIZE_FIRST = (
+    "Save these settings and authorize the mailbox first: the test uses the saved authorization."
+)
+MSG_AUTHORIZE_AGAIN = (
+    "Host, mailbox or provider changed: save, then authorize again. "
+    "A saved authorization is never used for another server or mailbox."
+)
 LOCK_KEY = "portal:test-running:{}"
 
 
@@ -34,6 +41,8 @@ class Outcome:
 def _body(company: Company | None, user: User, settings) -> str:
     scope = f"the company {company.name}" if company else "the global configuration"
     auth = f"on, user {settings.username}" if settings.auth_enabled else "off"
+    if settings.uses_oauth:
+        auth = f"OAuth2 ({settings.auth_method}), mailbox {settings.username}"
     return (
         f"This is a test mail sent by {user.display_name} from the mail settings of {scope}.\n\n"
         f"Settings tested: {settings.host}, port {settings.port}, security {settings.security}, "
@@ -49,7 +58,12 @@ def run(
     values = form_values(form)
     typed = form.password.data or ""
     password = None
-    if values["auth_enabled"]:
+    if uses_oauth(values):
+        if saved is None or saved.grant is None:
+            raise TestRefusedError(MSG_AUTHORIZE_FIRST)
+        if grant_moved(saved, values):
+            raise TestRefusedError(MSG_AUTHORIZE_AGAIN)
+    elif values["auth_enabled"]:
         problem = password_problem(saved, values, typed, remove=False)
         if problem:
             raise TestRefusedError(problem)
@@ -58,7 +72,10 @@ def run(
         recipient = normalize_email(recipient)
     except Exception as exc:  # noqa: BLE001 - every reason gets the same message
         raise TestRefusedError("Enter the address the test mail goes to.") from exc
-    settings = replace(resolve(company), **values, password_encrypted=None)
+    auth_config_id = saved.id if saved is not None else None
+    settings = replace(
+        resolve(company), **values, password_encrypted=None, auth_config_id=auth_config_id
+    )
     try:
         composed = compose(
             settings,
@@ -71,6 +88,12 @@ def run(
     except MailValidationError as exc:
         raise TestRefusedError(" ".join(exc.errors.values())) from exc
     config = outbound.client_config(settings, password=password)
+    if config.token_source is not None:
+        # A test asks the provider for a new token: a cached one would hide a revoked grant.
+        def fresh_first(rejected: str | None) -> str:
+            return tokens.access_token(auth_config_id, rejected, fresh=rejected is None)
+
+        config = replace(config, token_source=fresh_first)
     with _one_at_a_time(company, config.timeout):
         result = probe.run(
             config,

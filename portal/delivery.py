@@ -8,8 +8,9 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from portal import egress, jobs, outbound, outbox
+from portal import egress, jobs, outbound, outbox, tokens
 from portal.compose import config_fingerprint
+from portal.exceptions import OAuthTokenError
 from portal.extensions import db
 from portal.models import (
     FINAL_STATUSES,
@@ -121,8 +122,13 @@ class _Batch:
             return self._schedule_retries()
         try:
             config = smtp_config(self.settings)
+            if self.settings.uses_oauth:
+                tokens.access_token(self.settings.auth_config_id)  # no SMTP session without one
         except egress.EgressError as exc:
             self._defer_rest(0, f"Destination refused: {exc}")
+            return self._schedule_retries()
+        except OAuthTokenError as exc:
+            self._defer_rest(0, exc.message, waits=exc.admin_action)
             return self._schedule_retries()
         session = None
         renewed = time.monotonic()
@@ -137,6 +143,10 @@ class _Batch:
                     session = self._drop(session)
                 except SmtpRecipientsRefusedError as exc:
                     self._refused(row, exc.recipients, {})
+                except OAuthTokenError as exc:
+                    # Mail waiting for an admin (re-authorize, fix the client) never gives up.
+                    self._defer_rest(index, exc.message, waits=exc.admin_action)
+                    break
                 except SmtpError as exc:
                     if exc.step in SESSION_STEPS:
                         self._defer_rest(index, str(exc))
@@ -195,10 +205,11 @@ class _Batch:
             first = next(iter(refused.values()), (0, ""))
             self._finish(row, STATUS_FAILED, f"{first[0]} {first[1]}".strip(), results)
 
-    def _defer(self, row, reason: str, results: dict | None = None) -> None:
+    def _defer(self, row, reason: str, results: dict | None = None, waits: bool = False) -> None:
         config = current_app.config
         now = utcnow()
-        if as_utc(row.created_at) + timedelta(seconds=config["MAIL_GIVE_UP_SECONDS"]) <= now:
+        give_up = as_utc(row.created_at) + timedelta(seconds=config["MAIL_GIVE_UP_SECONDS"])
+        if give_up <= now and not waits:
             return self._finish(row, STATUS_FAILED, f"Gave up retrying: {reason}", results)
         delay = min(
             config["MAIL_RETRY_INITIAL_SECONDS"] * 2 ** max(row.attempts - 1, 0),
@@ -212,9 +223,9 @@ class _Batch:
         outbox.record(row.id, self.server, **values)
         self.retries.append((row.id, at))
 
-    def _defer_rest(self, start: int, reason: str) -> None:
+    def _defer_rest(self, start: int, reason: str, waits: bool = False) -> None:
         for row in self.rows[start:]:
-            self._defer(row, reason)
+            self._defer(row, reason, waits=waits)
         db.session.commit()
 
     def _schedule_retries(self) -> None:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from portal.egress import EgressError
+from portal.exceptions import OAuthTokenError, ReauthorizationNeededError
 from portal.smtp_errors import (
     SmtpAuthError,
     SmtpConnectError,
@@ -26,10 +27,27 @@ def _reply(exc: SmtpError) -> str:
     return f"{exc.code or ''} {exc.reply or ''}".lower()
 
 
-def explain(exc: Exception, *, host: str, port: int, timeout: float, sender: str) -> Diagnosis:
+def explain(
+    exc: Exception, *, host: str, port: int, timeout: float, sender: str, oauth: bool = False
+) -> Diagnosis:
     """The most specific diagnosis for an error raised while testing a connection."""
     if isinstance(exc, EgressError):
         return _egress(exc, host, port)
+    if isinstance(exc, OAuthTokenError):
+        return _token_refresh(exc)
+    if (
+        oauth
+        and isinstance(exc, SmtpAuthError)
+        and exc.code == 535
+        and "5.7.139" not in _reply(exc)
+    ):
+        return Diagnosis(
+            "oauth-token-refused",
+            "SMTP refused the token: the server did not accept a freshly refreshed access token.",
+            "Check that the mailbox address is the account that authorized, that the scopes "
+            "allow SMTP (Google: https://mail.google.com/, Microsoft: SMTP.Send) and, for "
+            "Microsoft 365, that authenticated SMTP is enabled for the mailbox.",
+        )
     if not isinstance(exc, SmtpError):
         return Diagnosis("error", f"The test failed: {exc}", "Try again; if it persists, tell us.")
     for check in (_network, _tls, _auth, _envelope):
@@ -43,6 +61,19 @@ def explain(exc: Exception, *, host: str, port: int, timeout: float, sender: str
             "Try again in a few minutes; if it persists, ask the mail provider.",
         )
     return Diagnosis("refused", f"The server refused the {exc.step} step.", "Read the reply below.")
+
+
+def _token_refresh(exc: OAuthTokenError) -> Diagnosis:
+    if isinstance(exc, ReauthorizationNeededError):
+        hint = "Authorize the mailbox again (Authorize below); mail waits meanwhile."
+    elif exc.admin_action:
+        hint = "Check the client ID and secret with the provider: client secrets expire."
+    else:
+        hint = "The provider's token endpoint did not answer as expected; try again later."
+    problem = exc.message
+    if not problem.startswith("Token refresh failed"):
+        problem = f"Token refresh failed. {problem}"
+    return Diagnosis("oauth-token-refresh", problem, hint)
 
 
 def _egress(exc: EgressError, host: str, port: int) -> Diagnosis:

@@ -114,10 +114,17 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 def resolve_checked(
-    host: str, port: int, policy: EgressPolicy, resolver: Resolver = system_resolver
+    host: str,
+    port: int,
+    policy: EgressPolicy,
+    resolver: Resolver = system_resolver,
+    base_ports: frozenset[int] = DEFAULT_SMTP_PORTS,
 ) -> str:
-    """The one address to connect to for host:port, or EgressError; never connects itself."""
-    allowed_ports = DEFAULT_SMTP_PORTS | policy.extra_ports
+    """The one address to connect to for host:port, or EgressError; never connects itself.
+
+    `base_ports` are allowed besides the policy's extra ports (HTTPS calls pass {443}).
+    """
+    allowed_ports = base_ports | policy.extra_ports
     if port not in allowed_ports:
         listed = ", ".join(map(str, sorted(allowed_ports)))
         message = f"Port {port} is not allowed; allowed ports: {listed}."

@@ -19,3 +19,18 @@ class MailValidationError(PortalError):
     def __init__(self, errors: dict[str, str]):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
         self.errors = errors
+
+
+class OAuthTokenError(PortalError):
+    """No access token: `admin_action` when only an admin can fix it (mail waits, never fails)."""
+
+    def __init__(self, message: str, error: str | None = None, admin_action: bool = False):
+        super().__init__(message)
+        self.message, self.error, self.admin_action = message, error, admin_action
+
+
+class ReauthorizationNeededError(OAuthTokenError):
+    """The provider refused the refresh token, or none was ever granted: authorize again."""
+
+    def __init__(self, message: str, error: str | None = "invalid_grant"):
+        super().__init__(message, error, admin_action=True)

@@ -2,6 +2,7 @@
 
 import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
@@ -10,6 +11,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from portal.egress import EgressPolicy
+from portal.models import AUTH_GOOGLE, AUTH_MICROSOFT, AUTH_OAUTH_OTHER, AUTH_PASSWORD
 from portal.settings import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
 
 CONTROL_CHARS = re.compile(r"[\r\n\x00]")
@@ -17,6 +19,13 @@ HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_FOOTER_CHARS = 20_000
 SECURITY_NAMES = {"none": "None", "starttls": "STARTTLS", "ssl": "SSL/TLS"}
 SECURITY_LABELS = [SelectChoice(value, label) for value, label in SECURITY_NAMES.items()]
+AUTH_METHOD_NAMES = {
+    AUTH_PASSWORD: "Password",
+    AUTH_GOOGLE: "OAuth2 – Google",
+    AUTH_MICROSOFT: "OAuth2 – Microsoft 365",
+    AUTH_OAUTH_OTHER: "OAuth2 – other provider",
+}
+AUTH_METHOD_LABELS = [SelectChoice(value, label) for value, label in AUTH_METHOD_NAMES.items()]
 
 
 def single_line(form, field) -> None:
@@ -80,6 +89,24 @@ class EmailField(StringField):
             self.errors.append(f"Enter a valid email address: {exc}")
 
 
+class HttpsUrlField(StringField):
+    """An endpoint URL: https only, no user info or fragment."""
+
+    def post_validate(self, form, validation_stopped) -> None:
+        if validation_stopped or self.errors or not self.data:
+            return
+        self.data = self.data.strip()
+        try:
+            parts = urlsplit(self.data)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme != "https" or not parts.hostname:
+            self.errors.append("Enter an https:// URL.")
+        elif parts.username or parts.password or parts.fragment:
+            self.errors.append("Enter the URL without user name, password or #fragment.")
+
+
 class WholeNumberField(StringField):
     """An integer field whose only message is the allowed range."""
 
@@ -117,6 +144,13 @@ class MailForm(FlaskForm):
     username = StringField("User", [single_line, max_length(320)])
     password = PasswordField("Password", [single_line, max_length(1024)])
     remove_password = BooleanField("Remove the saved password")
+    auth_method = SelectField("Method", choices=AUTH_METHOD_LABELS, default=AUTH_PASSWORD)
+    oauth_client_id = StringField("Client ID", [single_line, max_length(512)])
+    oauth_client_secret = PasswordField("Client secret", [single_line, max_length(1024)])
+    oauth_authorize_url = HttpsUrlField("Authorization endpoint", [single_line, max_length(2000)])
+    oauth_token_url = HttpsUrlField("Token endpoint", [single_line, max_length(2000)])
+    oauth_revoke_url = HttpsUrlField("Revocation endpoint", [single_line, max_length(2000)])
+    oauth_scopes = StringField("Scopes", [single_line, max_length(1000)])
     sender_address = EmailField("Sender address", [single_line, max_length(320)])
     sender_name = StringField("Sender name", [single_line, max_length(120)])
     group_sends = BooleanField("Group sends and dispatch every 2 s")
@@ -126,9 +160,35 @@ class MailForm(FlaskForm):
     reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
     footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])
 
+    def uses_oauth(self) -> bool:
+        return bool(self.auth_enabled.data) and self.auth_method.data != AUTH_PASSWORD
+
     def validate_username(self, field) -> None:
-        if self.auth_enabled.data and not (field.data or "").strip():
+        if self.uses_oauth():
+            if not (field.data or "").strip():
+                raise ValidationError("Enter the mailbox address mail is sent from.")
+            try:
+                field.data = normalize_email(field.data)
+            except EmailNotValidError as exc:
+                raise ValidationError(f"Enter the mailbox's email address: {exc}") from exc
+        elif self.auth_enabled.data and not (field.data or "").strip():
             raise ValidationError("Enter the user name for authentication.")
+
+    def validate_oauth_client_id(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the client ID the provider gave your app.")
+
+    def validate_oauth_authorize_url(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the provider's authorization endpoint.")
+
+    def validate_oauth_token_url(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the provider's token endpoint.")
+
+    def validate_oauth_scopes(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the scopes that allow sending mail.")
+
+    def _needed_for_oauth(self, field, message: str) -> None:
+        if self.uses_oauth() and not (field.data or "").strip():
+            raise ValidationError(message)
 
     def validate_sender_address(self, field) -> None:
         if self.sender_required() and not (field.data or "").strip():

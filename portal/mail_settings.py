@@ -14,7 +14,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from portal import audit, catcher, connection_test
+from portal import audit, catcher, connection_test, oauth, oauth_views, outbox
 from portal.access import superuser_required, visible_company
 from portal.extensions import db, limiter
 from portal.forms import CompanyMailForm, GlobalMailForm
@@ -26,6 +26,7 @@ from portal.mailconfig import (
     form_values,
     password_problem,
     prefill,
+    secret_problem,
 )
 from portal.models import Company, MailConfig
 from portal.settings import USUAL_PORTS, global_config, resolve
@@ -47,14 +48,48 @@ def _save(form, config: MailConfig | None, company: Company | None) -> bool:
     problem = password_problem(config, values, new_password, form.remove_password.data)
     if problem:
         form.password.errors.append(problem)
+    new_secret = form.oauth_client_secret.data or ""
+    secret = secret_problem(config, values, new_secret)
+    if secret:
+        form.oauth_client_secret.errors.append(secret)
+    if problem or secret:
         return False
-    changes = apply(config or company_config(company), values, new_password)
+    changes = apply(config or company_config(company), values, new_password, new_secret)
     if company is not None and not company.use_own_mail_settings:
         company.use_own_mail_settings = True
         changes["use_own_mail_settings"] = {"old": False, "new": True}
     audit.record("mail_settings.update", changes, current_user, company)
     db.session.commit()
     return True
+
+
+def _provider_defaults(form) -> None:
+    """Choosing a provider fills in its server, endpoints and scopes; all stay editable."""
+    provider = oauth.PROVIDERS.get(form.auth_method.data)
+    if request.form.get("_refresh") != "auth_method" or provider is None:
+        return
+    form.host.data, form.port.data, form.security.data = (
+        provider.host,
+        provider.port,
+        provider.security,
+    )
+    form.oauth_authorize_url.data = provider.authorize_url
+    form.oauth_token_url.data = provider.token_url
+    form.oauth_revoke_url.data = provider.revoke_url
+    form.oauth_scopes.data = provider.scopes
+
+
+def _oauth_context(config: MailConfig | None, company: Company | None) -> dict:
+    grant = config.grant if config is not None else None
+    scope = {} if company is None else {"company_id": company.id}
+    return {
+        "grant": grant,
+        "oauth_ready": oauth_views.ready(config),
+        "waiting": outbox.waiting(config) if grant is not None and grant.reauth_needed else 0,
+        "redirect_uri": oauth_views.redirect_uri(),
+        "authorize_action": url_for("oauth.authorize", **scope),
+        "disconnect_action": url_for("oauth.disconnect", **scope),
+    }
 
 
 def _render(form, *, company: Company | None, config: MailConfig | None, saved: bool):
@@ -64,6 +99,8 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
         "company": company,
         "saved": saved,
         "saved_password": config is not None and config.has_password,
+        "saved_secret": config is not None and config.has_client_secret,
+        **_oauth_context(config, company),
         "usual_ports": dict(USUAL_PORTS),
         "history": audit.recent(company),
     }
@@ -87,6 +124,7 @@ def global_settings():
         return _render(form, company=None, config=config, saved=False)
     form = GlobalMailForm()
     if request.form.get("_refresh"):
+        _provider_defaults(form)
         return _render(form, company=None, config=config, saved=False)
     saved = _save(form, config, None)
     if saved and not is_htmx():
@@ -114,6 +152,7 @@ def company(company_id: int):
     company = visible_company(company_id)
     form = _company_form(company)
     saved = False
+    _provider_defaults(form)
     if request.method == "POST" and not request.form.get("_refresh"):
         if form.use_own.data:
             saved = _save(form, company.mail_config, company)
@@ -135,6 +174,13 @@ def company(company_id: int):
 def password_input():
     """The empty password input that replaces "a password is saved"."""
     return render_template("mail/_password.html", replacing=True, field_errors=[])
+
+
+@bp.get("/settings/mail/client-secret-input")
+@login_required
+def client_secret_input():
+    """The empty client secret input that replaces "a client secret is saved"."""
+    return render_template("mail/_client_secret.html", replacing=True, field_errors=[])
 
 
 CAUGHT_NAME = re.compile(r"^\d+-\d+\.eml$")

@@ -6,7 +6,7 @@ from typing import Any
 from portal import crypto
 from portal.extensions import db
 from portal.htmltext import sanitize_footer
-from portal.models import Company, MailConfig
+from portal.models import AUTH_PASSWORD, Company, MailConfig
 from portal.settings import COMPANY_FIELDS, DEFAULTS, GLOBAL_ONLY_FIELDS, env_seed, global_config
 
 # Changing any of these means a new server: a saved password is not sent there.
@@ -19,13 +19,27 @@ MSG_PASSWORD_AGAIN = (
     "A saved password is never sent to another server."
 )
 MSG_REMOVE_WITH_AUTH = "Authentication needs a password: enter one or turn Authentication off."
+# A saved client secret is only ever sent to the token endpoint it was entered for.
+SECRET_FIELDS = ("oauth_client_id", "oauth_token_url")
+MSG_SECRET_NEEDED = "Enter the client secret the provider gave your app."
+MSG_SECRET_AGAIN = (
+    "Client ID or token endpoint changed: enter the client secret again. "
+    "A saved secret is never sent to another endpoint."
+)
+# The access token goes to this host for this mailbox: a change needs a new authorization.
+GRANT_FIELDS = ("host", "username", "auth_method", *SECRET_FIELDS, "oauth_scopes")
+NOT_STORED = ("password_encrypted", "footer_text", "oauth_client_secret_encrypted")
+
+
+def uses_oauth(values: dict[str, Any]) -> bool:
+    return bool(values["auth_enabled"]) and values["auth_method"] != AUTH_PASSWORD
 
 
 def form_values(form) -> dict[str, Any]:
     """The stored values a submitted mail form asks for."""
     values: dict[str, Any] = {}
     for name in COMPANY_FIELDS + GLOBAL_ONLY_FIELDS:
-        if name in ("password_encrypted", "footer_text") or not hasattr(form, name):
+        if name in NOT_STORED or not hasattr(form, name):
             continue
         value = getattr(form, name).data
         values[name] = value.strip() if isinstance(value, str) else value
@@ -33,6 +47,9 @@ def form_values(form) -> dict[str, Any]:
             values[name] = None
     if not values["auth_enabled"]:
         values["username"] = None
+    if not uses_oauth(values):
+        for name in [n for n in values if n.startswith("oauth_")]:
+            values[name] = None
     if not values.get("default_sender_enabled", True):
         values["all_use_default_sender"] = False
     values["footer_html"], values["footer_text"] = sanitize_footer(values["footer_html"])
@@ -41,7 +58,7 @@ def form_values(form) -> dict[str, Any]:
 
 def prefill(config: MailConfig | None, *, with_global_only: bool) -> dict[str, Any]:
     """Form data drawn from a stored configuration (never the password)."""
-    names = [n for n in COMPANY_FIELDS if n not in ("password_encrypted", "footer_text")]
+    names = [n for n in COMPANY_FIELDS if n not in NOT_STORED]
     if with_global_only:
         names += list(GLOBAL_ONLY_FIELDS)
     if config is None:
@@ -54,7 +71,7 @@ def password_problem(
     config: MailConfig | None, values: dict[str, Any], new_password: str, remove: bool
 ) -> str | None:
     """Why the submitted password choice cannot be saved, or None."""
-    if not values["auth_enabled"] or new_password:
+    if not values["auth_enabled"] or uses_oauth(values) or new_password:
         return None
     if remove:
         return MSG_REMOVE_WITH_AUTH
@@ -65,9 +82,37 @@ def password_problem(
     return None
 
 
-def apply(config: MailConfig, values: dict[str, Any], new_password: str) -> dict[str, Any]:
-    """Write values and the password choice onto a row; return the changes for the audit."""
+def secret_problem(
+    config: MailConfig | None, values: dict[str, Any], new_secret: str
+) -> str | None:
+    """Why the OAuth2 client secret choice cannot be saved, or None."""
+    if not uses_oauth(values) or new_secret:
+        return None
+    if config is None or not config.has_client_secret:
+        return MSG_SECRET_NEEDED
+    if any(getattr(config, name) != values[name] for name in SECRET_FIELDS):
+        return MSG_SECRET_AGAIN
+    return None
+
+
+def grant_moved(config: MailConfig | None, values: dict[str, Any]) -> bool:
+    """Whether these values would send the saved grant's tokens elsewhere (or not use it)."""
+    if config is None or config.grant is None:
+        return False
+    if not uses_oauth(values):
+        return True
+    return any(getattr(config, name) != values[name] for name in GRANT_FIELDS)
+
+
+def apply(
+    config: MailConfig, values: dict[str, Any], new_password: str, new_secret: str = ""
+) -> dict[str, Any]:
+    """Write values and the secret choices onto a row; return the changes for the audit."""
     changes: dict[str, Any] = {}
+    if grant_moved(config, values):
+        db.session.delete(config.grant)
+        config.grant = None
+        changes["oauth"] = "disconnected: the server, mailbox or provider changed"
     for name, new in values.items():
         old = getattr(config, name)
         if old != new:
@@ -77,10 +122,16 @@ def apply(config: MailConfig, values: dict[str, Any], new_password: str) -> dict
     if new_password:
         config.password_encrypted = crypto.encrypt(new_password)
         changes["password"] = PASSWORD_CHANGED
-    elif not values["auth_enabled"] and config.has_password:
-        # Without authentication a stored password has no use; do not keep it.
+    elif (not values["auth_enabled"] or uses_oauth(values)) and config.has_password:
+        # Without password authentication a stored password has no use; do not keep it.
         config.password_encrypted = None
         changes["password"] = PASSWORD_REMOVED
+    if new_secret:
+        config.oauth_client_secret_encrypted = crypto.encrypt(new_secret)
+        changes["client_secret"] = PASSWORD_CHANGED
+    elif not uses_oauth(values) and config.has_client_secret:
+        config.oauth_client_secret_encrypted = None
+        changes["client_secret"] = PASSWORD_REMOVED
     return changes
 
 

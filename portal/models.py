@@ -25,6 +25,11 @@ SECURITY_NONE = "none"
 SECURITY_STARTTLS = "starttls"
 SECURITY_SSL = "ssl"
 SECURITY_CHOICES = (SECURITY_NONE, SECURITY_STARTTLS, SECURITY_SSL)
+AUTH_PASSWORD = "password"  # noqa: S105 - a method name
+AUTH_GOOGLE = "google"
+AUTH_MICROSOFT = "microsoft"
+AUTH_OAUTH_OTHER = "oauth2"
+AUTH_METHODS = (AUTH_PASSWORD, AUTH_GOOGLE, AUTH_MICROSOFT, AUTH_OAUTH_OTHER)
 
 
 def utcnow() -> datetime:
@@ -90,6 +95,16 @@ class MailConfig(db.Model):
     auth_enabled: Mapped[bool] = mapped_column(default=False)
     username: Mapped[str | None] = mapped_column(String(320))
     password_encrypted: Mapped[str | None] = mapped_column(Text)
+    # "password" or an OAuth2 provider; the OAuth2 fields below are used by the latter only.
+    auth_method: Mapped[str] = mapped_column(
+        String(16), default=AUTH_PASSWORD, server_default=AUTH_PASSWORD
+    )
+    oauth_client_id: Mapped[str | None] = mapped_column(String(512))
+    oauth_client_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    oauth_authorize_url: Mapped[str | None] = mapped_column(String(2000))
+    oauth_token_url: Mapped[str | None] = mapped_column(String(2000))
+    oauth_revoke_url: Mapped[str | None] = mapped_column(String(2000))
+    oauth_scopes: Mapped[str | None] = mapped_column(String(1000))
     default_sender_enabled: Mapped[bool] = mapped_column(default=False)
     sender_address: Mapped[str | None] = mapped_column(String(320))
     sender_name: Mapped[str | None] = mapped_column(String(120))
@@ -107,10 +122,53 @@ class MailConfig(db.Model):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
     company: Mapped[Company | None] = relationship(back_populates="mail_config")
+    grant: Mapped["OAuthGrant | None"] = relationship(
+        back_populates="mail_config", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @property
     def has_password(self) -> bool:
         return bool(self.password_encrypted)
+
+    @property
+    def has_client_secret(self) -> bool:
+        return bool(self.oauth_client_secret_encrypted)
+
+    @property
+    def uses_oauth(self) -> bool:
+        return bool(self.auth_enabled) and self.auth_method != AUTH_PASSWORD
+
+
+class OAuthGrant(db.Model):
+    """A mailbox's OAuth2 authorization: the refresh token and the cached access token.
+
+    One worker at a time refreshes (`refresh_lease_until`). Every change bumps `version`;
+    writers update only the version they read, so a rotated refresh token is never
+    overwritten by a worker that read the row before.
+    """
+
+    __tablename__ = "oauth_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mail_config_id: Mapped[int] = mapped_column(
+        ForeignKey("mail_configs.id", ondelete="CASCADE"), unique=True
+    )
+    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    connected_as: Mapped[str] = mapped_column(String(320))
+    connected_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    connected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Set when the provider refused the refresh token (invalid_grant): an admin must authorize.
+    reauth_needed: Mapped[bool] = mapped_column(default=False)
+    problem: Mapped[str | None] = mapped_column(Text)
+    problem_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    version: Mapped[int] = mapped_column(default=1)
+    # Held by the one worker asking the provider for a new token; the others wait for it.
+    refresh_lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    mail_config: Mapped[MailConfig] = relationship(back_populates="grant")
+    connected_by: Mapped[User | None] = relationship()
 
 
 class AuditEntry(db.Model):

@@ -5,13 +5,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 
+from portal import jobs
 from portal.extensions import db
 from portal.models import (
     STATUS_DEFERRED,
     STATUS_QUEUED,
     STATUS_SENDING,
+    Company,
+    MailConfig,
     OutboxAttempt,
     OutboxMessage,
     utcnow,
@@ -140,3 +143,39 @@ def stranded(limit: int = 1000) -> list[tuple[int, str | None]]:
     )
     query = select(OutboxMessage.id, OutboxMessage.group_key).where(late)
     return [tuple(row) for row in db.session.execute(query.order_by(OutboxMessage.id).limit(limit))]
+
+
+def _using(config: MailConfig):
+    """Mails of the companies this configuration serves (the global one: all but own ones)."""
+    if config.company_id is not None:
+        return OutboxMessage.company_id == config.company_id
+    own = select(Company.id).where(Company.use_own_mail_settings.is_(True))
+    return or_(OutboxMessage.company_id.is_(None), OutboxMessage.company_id.not_in(own))
+
+
+def waiting(config: MailConfig) -> int:
+    """How many deferred mails wait for this configuration."""
+    query = select(func.count()).where(OutboxMessage.status == STATUS_DEFERRED, _using(config))
+    return db.session.scalar(query) or 0
+
+
+def wake(config: MailConfig) -> int:
+    """Deferred mails of this configuration become due now and go to the worker (commits)."""
+    query = select(OutboxMessage.id, OutboxMessage.group_key).where(
+        OutboxMessage.status == STATUS_DEFERRED, _using(config)
+    )
+    rows = list(db.session.execute(query))
+    if rows:
+        db.session.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id.in_([r.id for r in rows]), OUTBOX.c.status == STATUS_DEFERRED)
+            .values(next_attempt_at=utcnow())
+        )
+    db.session.commit()
+    groups: set[str] = set()
+    for message_id, group_key in rows:
+        if group_key is None or group_key not in groups:
+            jobs.hand_off(message_id, group_key, now=True)
+        if group_key is not None:
+            groups.add(group_key)
+    return len(rows)

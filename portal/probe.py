@@ -6,11 +6,13 @@ from dataclasses import dataclass, field, replace
 
 from portal import egress
 from portal.diagnosis import Diagnosis, explain
+from portal.exceptions import OAuthTokenError
 from portal.smtp import SmtpConfig, SmtpSession
 from portal.smtp_errors import SmtpError
 from portal.smtp_trace import Trace
 
 STEP_LABELS = {
+    "token": "Obtain an OAuth2 access token",
     "resolve": "Resolve the host",
     "connect": "Connect",
     "greeting": "Server greeting",
@@ -70,6 +72,8 @@ def run(
     session = None
     queue_id = None
     try:
+        if config.token_source is not None:
+            config = _token_first(config, trace)
         trace.enter("resolve")
         address = egress.resolve_checked(config.host, config.port, policy, resolver)
         trace.detail(f"{config.host} → {address}")
@@ -82,11 +86,17 @@ def run(
         queue_id = next((g for g in match.groups() if g), None) if match else None
         session.close()
         trace.finish(ok=True)
-    except (SmtpError, egress.EgressError) as exc:
+    except (SmtpError, egress.EgressError, OAuthTokenError) as exc:
         trace.finish(ok=False)
-        _mark_failed(trace, getattr(exc, "step", "resolve"))
+        if not isinstance(exc, OAuthTokenError):
+            _mark_failed(trace, getattr(exc, "step", "resolve"))
         result.diagnosis = explain(
-            exc, host=config.host, port=config.port, timeout=config.timeout, sender=sender
+            exc,
+            host=config.host,
+            port=config.port,
+            timeout=config.timeout,
+            sender=sender,
+            oauth=config.token_source is not None,
         )
         if isinstance(exc, SmtpError) and exc.code:
             result.server_reply = f"{exc.code} {exc.reply}".strip()
@@ -103,6 +113,19 @@ def run(
     result.transcript = trace.transcript
     result.queue_id = queue_id
     return result
+
+
+def _token_first(config: SmtpConfig, trace: Trace) -> SmtpConfig:
+    """Get the access token as a step of its own, so a refresh failure is told apart."""
+    trace.enter("token")
+    source = config.token_source
+    first = [source(None)]
+    trace.detail("The provider issued an access token.")
+
+    def cached(rejected: str | None) -> str:
+        return first.pop() if rejected is None and first else source(rejected)
+
+    return replace(config, token_source=cached)
 
 
 def _mark_failed(trace: Trace, step: str) -> None:

@@ -29,6 +29,13 @@ DEFAULTS = MappingProxyType(
         "auth_enabled": False,
         "username": None,
         "password_encrypted": None,
+        "auth_method": "password",
+        "oauth_client_id": None,
+        "oauth_client_secret_encrypted": None,
+        "oauth_authorize_url": None,
+        "oauth_token_url": None,
+        "oauth_revoke_url": None,
+        "oauth_scopes": None,
         "sender_address": None,
         "sender_name": None,
         "group_sends": False,
@@ -51,6 +58,13 @@ COMPANY_FIELDS = (
     "auth_enabled",
     "username",
     "password_encrypted",
+    "auth_method",
+    "oauth_client_id",
+    "oauth_client_secret_encrypted",
+    "oauth_authorize_url",
+    "oauth_token_url",
+    "oauth_revoke_url",
+    "oauth_scopes",
     "sender_address",
     "sender_name",
     "group_sends",
@@ -81,6 +95,13 @@ class EffectiveSettings:
     auth_enabled: bool
     username: str | None
     password_encrypted: str | None = field(repr=False)
+    auth_method: str
+    oauth_client_id: str | None
+    oauth_client_secret_encrypted: str | None = field(repr=False)
+    oauth_authorize_url: str | None
+    oauth_token_url: str | None
+    oauth_revoke_url: str | None
+    oauth_scopes: str | None
     sender_address: str | None
     sender_name: str | None
     group_sends: bool
@@ -94,10 +115,16 @@ class EffectiveSettings:
     egress_extra_ports: str | None
     retention_days: int
     sources: MappingProxyType = field(compare=False)
+    # The configuration row whose authentication is in force (its OAuth2 grant is used).
+    auth_config_id: int | None = None
 
     @property
     def has_password(self) -> bool:
         return bool(self.password_encrypted)
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.auth_enabled and self.auth_method != "password"
 
     def source(self, name: str) -> str:
         return self.sources[name]
@@ -129,9 +156,11 @@ def resolve(company: Company | None) -> EffectiveSettings:
             values[name], sources[name] = value, SOURCE_GLOBAL
         else:
             values[name], sources[name] = default, SOURCE_DEFAULT
+    auth_row = own if own is not None else glob
     return EffectiveSettings(
         company_id=company.id if company is not None else None,
         sources=MappingProxyType(sources),
+        auth_config_id=auth_row.id if auth_row is not None else None,
         **values,
     )
 

@@ -1,9 +1,10 @@
 """SMTP client: one verified, deadline-bounded connection that delivers many mails."""
 
+import base64
 import os
 import smtplib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -45,6 +46,11 @@ class SmtpConfig:
     ca_file: str | None = None
     local_hostname: str | None = None
     connect_address: str | None = None  # pinned IP; TLS still checks `host`
+    # XOAUTH2 instead of a password: called with None for a token, then with a token the
+    # server refused for a fresh one. Whatever it raises reaches the caller unchanged.
+    token_source: Callable[[str | None], str] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -184,10 +190,31 @@ class SmtpSession:
         self._transport, self._sent_on_connection = transport, 0
 
     def _login(self, transport: Transport) -> None:
+        if self.config.token_source is not None:
+            self._login_xoauth2(transport)
+            return
         try:
             transport.login(self.config.username or "", self.config.password or "")
         finally:
             transport.password = ""  # smtplib keeps it on the object; it is needed no longer
+
+    def _login_xoauth2(self, transport: Transport) -> None:
+        if not transport.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        token = self.config.token_source(None)
+        try:
+            self._xoauth2(transport, token)
+        except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code != 535:
+                raise
+            # Revoked or expired early although cached: one fresh token, one more try.
+            self._xoauth2(transport, self.config.token_source(token))
+
+    def _xoauth2(self, transport: Transport, token: str) -> None:
+        initial = f"user={self.config.username or ''}\x01auth=Bearer {token}\x01\x01"
+        self._secrets[:0] = [base64.b64encode(initial.encode()).decode(), token]
+        # On a refused token the server sends a JSON challenge; the empty answer ends the exchange.
+        transport.auth("XOAUTH2", lambda challenge=None: initial if challenge is None else "")
 
     def _attempt(self, sender: str, recipients: Sequence[str], message: bytes) -> Delivery:
         if self._transport is None:

@@ -1,19 +1,22 @@
 """Real SMTP servers on 127.0.0.1 for the client tests: aiosmtpd recorders and raw-socket stubs."""
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import datetime
 import ipaddress
+import json
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -114,6 +117,12 @@ class Connection:
     messages: list[Message] = field(default_factory=list)
 
 
+class TokenCheck(Protocol):
+    """Whether `token` is a live access token for `user`; called with keywords, in any order."""
+
+    def __call__(self, *, user: str, token: str) -> bool: ...
+
+
 @dataclass
 class RecordingHandler:
     """aiosmtpd handler recording each connection; the *_reply fields force given answers."""
@@ -125,6 +134,8 @@ class RecordingHandler:
     data_reply: str | None = None  # answer to the final dot instead of 250
     data_delay: float = 0.0  # seconds to wait before answering the final dot
     limit: tuple[int, str] | None = None  # (mails per connection, reply to the next MAIL)
+    xoauth2: TokenCheck | None = None  # set: AUTH offers XOAUTH2 only, checked by this
+    xoauth2_tokens: list[str] = field(default_factory=list)  # every token AUTH XOAUTH2 presented
     connections: list[Connection] = field(default_factory=list)
 
     @property
@@ -176,6 +187,37 @@ class RecordingHandler:
         success = (login, password) == (self.user, self.password)
         server.record.auths.append((login, server.tls_active(), success))
         return AuthResult(success=success, handled=False, auth_data=data if success else None)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """aiosmtpd AUTH mechanism: a bearer token, answered the way Gmail answers it."""
+        if len(args) > 1:
+            try:
+                blob: bytes | Any = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False)
+        else:
+            blob = await server.challenge_auth("")
+        if blob is MISSING:  # aiosmtpd has already answered
+            return AuthResult(success=False)
+        fields = dict(
+            f.partition("=")[::2] for f in blob.decode(errors="replace").split("\x01") if f
+        )
+        user, bearer = fields.get("user", ""), fields.get("auth", "")
+        token = bearer.removeprefix("Bearer ")
+        self.xoauth2_tokens.append(token)
+        check = self.xoauth2
+        success = bool(check and bearer.startswith("Bearer ") and check(user=user, token=token))
+        server.record.auths.append((user, server.tls_active(), success))
+        if success:
+            return AuthResult(success=True, message="235 2.7.0 Accepted", auth_data=user)
+        # Gmail's failure: a JSON challenge the client must answer (empty) before the 535.
+        error = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+        if await server.challenge_auth(json.dumps(error, separators=(",", ":"))) is MISSING:
+            return AuthResult(success=False)
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and Password not accepted."
+        )
 
 
 class _RecordingSMTP(SMTP):
@@ -238,6 +280,7 @@ def smtp_server(
     """Run an aiosmtpd server on a free port: plain, STARTTLS or implicit TLS, with AUTH or not.
 
     With AUTH, the STARTTLS server demands TLS first; the plain one accepts AUTH in clear text.
+    A handler with `xoauth2` set gets AUTH XOAUTH2 only; otherwise LOGIN and PLAIN.
     """
     handler = handler or RecordingHandler()
     options: dict[str, Any] = {"hostname": HOST, "port": 0, "ready_timeout": 5, **smtp_options}
@@ -246,6 +289,9 @@ def smtp_server(
     if auth:
         # aiosmtpd only counts STARTTLS as TLS: on implicit TLS it would never offer AUTH.
         options.update(authenticator=handler.authenticate, auth_require_tls=bool(starttls))
+    # aiosmtpd offers every auth_* method of its SMTP class and of the handler.
+    excluded = ["LOGIN", "PLAIN"] if auth and handler.xoauth2 else ["XOAUTH2"]
+    options.setdefault("auth_exclude_mechanism", excluded)
     controller = _Controller(handler, ssl_context=implicit_tls, **options)
     controller.start()
     handler.connections.clear()  # forget the controller's own readiness probe

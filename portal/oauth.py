@@ -1,0 +1,254 @@
+"""OAuth2 for SMTP: provider defaults, the authorization-code flow with PKCE, revocation."""
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session, OAuthError
+from flask import current_app
+from requests.adapters import HTTPAdapter
+
+from portal import crypto, egress, outbound
+from portal.exceptions import OAuthTokenError, PortalError
+from portal.extensions import db
+from portal.models import (
+    AUTH_GOOGLE,
+    AUTH_MICROSOFT,
+    SECURITY_STARTTLS,
+    MailConfig,
+    OAuthGrant,
+    User,
+    utcnow,
+)
+from portal.smtp import make_tls_context
+
+HTTPS_PORTS = frozenset({443})
+MAX_HTTP_SECONDS = 30.0  # a token endpoint slower than this is down, whatever the SMTP timeout
+FALLBACK_LIFETIME_SECONDS = 300  # when a token response has no expires_in
+# Token endpoint errors only an admin can fix; anything else is worth retrying later.
+ADMIN_ERRORS = frozenset(
+    {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope"}
+)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What choosing a provider fills in; the admin may still edit every value."""
+
+    label: str
+    host: str
+    port: int
+    security: str
+    authorize_url: str
+    token_url: str
+    revoke_url: str
+    scopes: str
+    extra: tuple[tuple[str, str], ...] = ()  # extra authorization request parameters
+
+
+MICROSOFT_BASE = "https://login.microsoftonline.com/common/oauth2/v2.0"
+PROVIDERS = {
+    AUTH_GOOGLE: Provider(
+        "Google",
+        "smtp.gmail.com",
+        587,
+        SECURITY_STARTTLS,
+        "https://accounts.google.com/o/oauth2/auth",
+        "https://oauth2.googleapis.com/token",
+        "https://oauth2.googleapis.com/revoke",
+        "https://mail.google.com/",
+        # Without both, Google gives no refresh token after the first consent.
+        (("access_type", "offline"), ("prompt", "consent")),
+    ),
+    AUTH_MICROSOFT: Provider(
+        "Microsoft 365",
+        "smtp.office365.com",
+        587,
+        SECURITY_STARTTLS,
+        f"{MICROSOFT_BASE}/authorize",
+        f"{MICROSOFT_BASE}/token",
+        "",  # Microsoft offers no token revocation endpoint
+        "https://outlook.office.com/SMTP.Send offline_access",
+    ),
+}
+
+
+class OAuthFlowError(PortalError):
+    """The authorization could not be completed; the message is safe to show the admin."""
+
+
+class _VerifiedTls(HTTPAdapter):
+    """HTTPS trusting the system store plus MAIL_CA_FILE, like the SMTP client."""
+
+    def __init__(self, ca_file: str | None):
+        self._context = make_tls_context(ca_file)
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["ssl_context"] = self._context
+        return super().init_poolmanager(*args, **kwargs)
+
+
+def check_url(url: str) -> None:
+    """Refuse an endpoint that is not HTTPS or whose host the egress guard refuses."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise OAuthTokenError(f"The endpoint {url!r} is not an https:// URL.")
+    try:
+        egress.resolve_checked(
+            parts.hostname, parts.port or 443, outbound.egress_policy(), base_ports=HTTPS_PORTS
+        )
+    except egress.EgressError as exc:
+        raise OAuthTokenError(f"The endpoint {parts.hostname} is refused: {exc.message}") from exc
+
+
+def session_for(config: MailConfig, redirect_uri: str | None = None) -> OAuth2Session:
+    """An authlib client for the configuration's provider (client secret decrypted here only)."""
+    secret = config.oauth_client_secret_encrypted
+    session = OAuth2Session(
+        client_id=config.oauth_client_id,
+        client_secret=crypto.decrypt(secret) if secret else None,
+        scope=config.oauth_scopes,
+        redirect_uri=redirect_uri,
+        token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
+        code_challenge_method="S256",
+    )
+    adapter = _VerifiedTls(current_app.config.get("MAIL_CA_FILE"))
+    session.mount("https://", adapter)
+    session.trust_env = False  # no proxy or netrc from the environment sees the secret
+    return session
+
+
+def request_options(config: MailConfig) -> dict:
+    """Per-request options: bounded time, no redirects (a redirect could leave the guard)."""
+    return {
+        "timeout": min(float(config.timeout_seconds), MAX_HTTP_SECONDS),
+        "allow_redirects": False,
+    }
+
+
+def authorization_url(config: MailConfig, redirect_uri: str) -> tuple[str, str, str]:
+    """(url, state, code_verifier) for sending the admin to the provider's consent page."""
+    state = generate_token(32)
+    verifier = generate_token(64)
+    extra = dict(PROVIDERS[config.auth_method].extra) if config.auth_method in PROVIDERS else {}
+    with session_for(config, redirect_uri) as session:
+        url, _ = session.create_authorization_url(
+            config.oauth_authorize_url, state=state, code_verifier=verifier, **extra
+        )
+    return url, state, verifier
+
+
+def exchange_code(
+    config: MailConfig, code: str, verifier: str, redirect_uri: str, user: User
+) -> OAuthGrant:
+    """Trade the callback's code for tokens and store the grant (caller commits)."""
+    check_url(config.oauth_token_url or "")
+    try:
+        with session_for(config, redirect_uri) as session:
+            token = session.fetch_token(
+                config.oauth_token_url,
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=verifier,
+                **request_options(config),
+            )
+    except OAuthError as exc:
+        raise OAuthFlowError(f"The provider refused the authorization: {exc.error}.") from exc
+    except (requests.RequestException, ValueError) as exc:
+        raise OAuthFlowError(f"The token endpoint could not be reached: {reason(exc)}") from exc
+    if not token.get("refresh_token"):
+        raise OAuthFlowError(
+            "The provider gave no refresh token, so mail could only be sent for an hour. "
+            "Google gives one on a consent prompt with offline access; Microsoft with the "
+            "offline_access scope."
+        )
+    grant = config.grant or OAuthGrant(mail_config=config)
+    grant.refresh_token_encrypted = crypto.encrypt(token["refresh_token"])
+    grant.access_token_encrypted = crypto.encrypt(token["access_token"])
+    grant.access_expires_at = expiry(token)
+    grant.connected_as = _account(token) or config.username or ""
+    grant.connected_at = utcnow()
+    grant.connected_by_id = user.id
+    grant.reauth_needed, grant.problem, grant.problem_at = False, None, None
+    grant.version = (grant.version or 0) + 1
+    db.session.add(grant)
+    return grant
+
+
+def forget(config: MailConfig) -> str | None:
+    """Delete the grant (caller commits); return its encrypted refresh token for revocation."""
+    grant = config.grant
+    if grant is None:
+        return None
+    db.session.delete(grant)
+    config.grant = None
+    return grant.refresh_token_encrypted
+
+
+def revoke_remote(config: MailConfig, refresh_encrypted: str | None) -> str | None:
+    """Ask the provider to revoke a refresh token, when it has an endpoint for that.
+
+    Returns a warning when the provider could not be told; the local grant is gone anyway.
+    """
+    if not (config.oauth_revoke_url and refresh_encrypted):
+        return None
+    try:
+        check_url(config.oauth_revoke_url)
+        with session_for(config) as session:
+            response = session.revoke_token(
+                config.oauth_revoke_url,
+                token=crypto.decrypt(refresh_encrypted),
+                token_type_hint="refresh_token",  # noqa: S106 - a hint name
+                **request_options(config),
+            )
+    except OAuthTokenError as exc:
+        return exc.message
+    except (requests.RequestException, ValueError) as exc:
+        return reason(exc)
+    if response.status_code != 200:
+        return f"it answered HTTP {response.status_code}."
+    return None
+
+
+def expiry(token: dict):
+    """When an access token stops working, by the response's expires_in."""
+    seconds = token.get("expires_in")
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError):
+        seconds = FALLBACK_LIFETIME_SECONDS
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def _account(token: dict) -> str | None:
+    """The signed-in account from an ID token, when the provider sent one.
+
+    It came straight from the token endpoint over verified TLS, so it is read unverified
+    (OpenID Connect Core 3.1.3.7); it only labels the connection.
+    """
+    id_token = token.get("id_token")
+    if not isinstance(id_token, str) or id_token.count(".") != 2:
+        return None
+    payload = id_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        return None
+    found = claims.get("email") or claims.get("preferred_username") or claims.get("upn")
+    return found if isinstance(found, str) else None
+
+
+def reason(exc: Exception) -> str:
+    """A short reason without URLs' query strings or bodies (they may carry tokens)."""
+    if isinstance(exc, requests.Timeout):
+        return "no answer in time."
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed."
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}."
+    return type(exc).__name__

@@ -1,0 +1,312 @@
+"""OAuth2 (XOAUTH2) end to end: a real authorization server and a real SMTP server on loopback."""
+
+import email
+import threading
+from datetime import timedelta
+from email import policy
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from oauth_server import MAILBOX, oauth_provider
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from smtp_servers import RecordingHandler, server_context, smtp_server
+from sqlalchemy import select, update
+from test_delivery import allow_test_server, certs, queue, row  # noqa: F401 - certs: a fixture
+from test_mail_settings import VALID
+
+from portal import crypto, delivery, jobs, tokens
+from portal.exceptions import ReauthorizationNeededError
+from portal.extensions import db
+from portal.models import AuditEntry, MailConfig, OAuthGrant, OutboxMessage, utcnow
+from portal.settings import global_config
+
+GLOBAL_URL = "/settings/mail"
+GLOBAL_AUTHORIZE = "/settings/mail/oauth/authorize"
+GLOBAL_DISCONNECT = "/settings/mail/oauth/disconnect"
+
+
+@pytest.fixture
+def provider(certs, app, web):  # noqa: F811 - certs is the imported fixture
+    """The authorization server; both apps trust its certificate like a public CA's."""
+    for served in (app, web):
+        served.config["MAIL_CA_FILE"] = str(certs.ca)
+    with oauth_provider(certs) as running:
+        running.ca = str(certs.ca)
+        allow_test_server(urlsplit(running.base_url).port)
+        yield running
+
+
+@pytest.fixture
+def smtp(certs, provider):  # noqa: F811
+    """A STARTTLS server that takes AUTH XOAUTH2 only, with an access token valid right now."""
+    handler = RecordingHandler(xoauth2=provider.is_valid_access_token)
+    with smtp_server(handler, starttls=server_context(certs.good), auth=True) as running:
+        allow_test_server(running.port)
+        yield running
+
+
+def oauth_form(provider, smtp_port: int, **overrides) -> dict:
+    """The global form as an admin fills it for an OAuth2 provider of their own."""
+    data = {
+        **VALID,
+        "host": "127.0.0.1",
+        "port": str(smtp_port),
+        "security": "starttls",
+        "timeout_seconds": "10",
+        "auth_method": "oauth2",
+        "username": MAILBOX,
+        "oauth_client_id": provider.client_id,
+        "oauth_client_secret": provider.client_secret,
+        "oauth_authorize_url": provider.authorize_url,
+        "oauth_token_url": provider.token_url,
+        "oauth_revoke_url": provider.revoke_url,
+        "oauth_scopes": "mail.send offline_access",
+        # Both servers listen on loopback: the superuser allows them like internal relays.
+        "egress_allowlist": "127.0.0.1/32",
+        "egress_extra_ports": f"{smtp_port},{urlsplit(provider.base_url).port}",
+        **overrides,
+    }
+    data.pop("password")
+    return data
+
+
+def consent(browser, provider, authorize_url: str = GLOBAL_AUTHORIZE, allow: bool = True):
+    """Click Authorize, then Allow at the provider; return the portal's callback response."""
+    started = browser.post(authorize_url, {}, htmx=True)
+    assert started.status_code == 204, started.text
+    at_provider = started.headers["HX-Redirect"]
+    page = requests.get(at_provider, verify=provider.ca, timeout=5)
+    assert f"send mail as {MAILBOX}" in page.text
+    answer = requests.post(
+        at_provider,
+        data={"confirm": "yes" if allow else "no"},
+        verify=provider.ca,
+        allow_redirects=False,
+        timeout=5,
+    )
+    back = urlsplit(answer.headers["Location"])
+    return browser.get(f"{back.path}?{back.query}")
+
+
+@pytest.fixture
+def connected(as_superuser, provider, smtp):
+    """The global settings saved for the test provider and the mailbox authorized."""
+    saved = as_superuser.post(GLOBAL_URL, oauth_form(provider, smtp.port), htmx=True)
+    assert saved.status_code == 200, saved.text
+    back = consent(as_superuser, provider)
+    assert back.status_code == 303 and back.headers["Location"].endswith(GLOBAL_URL)
+    return as_superuser
+
+
+def grant() -> OAuthGrant:
+    db.session.expire_all()
+    return db.session.scalar(select(OAuthGrant))
+
+
+def stored_refresh_token() -> str:
+    return crypto.decrypt(grant().refresh_token_encrypted)
+
+
+def expire_cached_token() -> None:
+    db.session.execute(update(OAuthGrant).values(access_expires_at=utcnow()))
+    db.session.commit()
+
+
+def test_authorize_callback_send(connected, provider, smtp, people):
+    page = connected.get(GLOBAL_URL).text
+    assert f"Connected as <strong>{MAILBOX}</strong>" in page
+    (asked,) = provider.authorize_requests
+    assert asked["code_challenge_method"] == "S256" and asked["state"]
+    assert provider.token_requests[0]["code_verifier"] is True
+    assert provider.token_requests[0]["auth"] == "post"
+    assert stored_refresh_token() == provider.issued_refresh_tokens[-1]
+    stored = grant()
+    assert stored.connected_as == MAILBOX and not stored.reauth_needed
+    assert provider.client_secret not in (global_config().oauth_client_secret_encrypted or "")
+
+    (message,) = queue(people.acme)
+    delivery.deliver(message.id)
+    assert row(message).status == "sent"
+    (arrived,) = smtp.handler.messages
+    headers = email.message_from_bytes(arrived.data, policy=policy.default)
+    assert headers["Message-ID"] == message.message_id
+    assert smtp.handler.connections[-1].auths == [(MAILBOX, True, True)]
+    assert provider.is_valid_access_token(smtp.handler.xoauth2_tokens[-1], MAILBOX)
+
+
+def test_cached_token_serves_many_mails_without_refresh(connected, provider, smtp, people):
+    for message in queue(people.acme, 3):
+        delivery.deliver(message.id)
+    assert len(smtp.handler.messages) == 3
+    assert provider.refresh_count == 0
+    assert len(set(smtp.handler.xoauth2_tokens)) == 1
+
+
+def test_expiring_token_is_refreshed_and_rotation_saved_at_once(connected, provider, smtp, people):
+    first = stored_refresh_token()
+    expire_cached_token()
+    (message,) = queue(people.acme)
+    delivery.deliver(message.id)
+    assert row(message).status == "sent"
+    assert provider.refresh_count == 1
+    assert stored_refresh_token() == provider.issued_refresh_tokens[-1] != first
+    assert provider.valid_refresh_tokens() == {stored_refresh_token()}
+
+
+def test_token_refused_by_smtp_forces_one_refresh_and_one_retry(connected, provider, smtp, people):
+    provider.expire_access_tokens()  # still cached as valid here; the server says no
+    (message,) = queue(people.acme)
+    delivery.deliver(message.id)
+    assert row(message).status == "sent"
+    assert provider.refresh_count == 1
+    assert smtp.handler.connections[-1].auths == [(MAILBOX, True, False), (MAILBOX, True, True)]
+
+
+def test_server_refusing_every_token_fails_auth_after_one_refresh(connected, provider, smtp):
+    smtp.handler.xoauth2 = lambda **_: False
+    (message,) = queue(None)
+    delivery.deliver(message.id)
+    stored = row(message)
+    assert stored.status == "deferred" and "535" in stored.last_reply
+    assert provider.refresh_count == 1  # one forced refresh, not a loop
+
+
+def _race(app, config_id: int, results: list) -> None:
+    with app.app_context():
+        try:
+            results.append(tokens.access_token(config_id))
+        except Exception as exc:  # noqa: BLE001 - the test reports what happened
+            results.append(exc)
+
+
+def test_concurrent_refresh_keeps_the_newest_refresh_token(connected, provider, app):
+    expire_cached_token()
+    provider.refresh_delay = 0.5  # strict rotation: a second refresh with the old token fails
+    config_id = global_config().id
+    results: list = []
+    threads = [threading.Thread(target=_race, args=(app, config_id, results)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == 3 and all(isinstance(r, str) for r in results), results
+    assert len(set(results)) == 1 and provider.is_valid_access_token(results[0])
+    assert provider.refresh_count == 1
+    assert stored_refresh_token() == provider.issued_refresh_tokens[-1]
+    assert stored_refresh_token() in provider.valid_refresh_tokens()
+    assert not grant().reauth_needed and grant().refresh_lease_until is None
+
+
+def test_a_dead_workers_refresh_lease_is_taken_over(connected, provider):
+    expire_cached_token()
+    gone = utcnow() - timedelta(seconds=1)
+    db.session.execute(update(OAuthGrant).values(refresh_lease_until=gone))
+    db.session.commit()
+    token = tokens.access_token(global_config().id)
+    assert provider.is_valid_access_token(token) and provider.refresh_count == 1
+
+
+def test_invalid_grant_defers_mail_until_authorized_again(connected, provider, smtp, people, app):
+    provider.revoke_all()
+    expire_cached_token()
+    messages = queue(people.acme, 2)
+    for message in messages:
+        delivery.deliver(message.id)
+    for message in messages:
+        stored = row(message)
+        assert stored.status == "deferred"
+        assert stored.last_reply.startswith("Re-authorization needed")
+    assert grant().reauth_needed and smtp.handler.connections == []
+
+    page = connected.get(GLOBAL_URL).text
+    assert "Re-authorization needed." in page and "2 mails wait" in page
+
+    # Past the give-up time the mails still wait: only an admin can help them.
+    old = utcnow() - timedelta(days=3)
+    db.session.execute(
+        update(OutboxMessage).values(created_at=old, next_attempt_at=utcnow(), status="queued")
+    )
+    db.session.commit()
+    for message in messages:
+        delivery.deliver(message.id)
+        assert row(message).status == "deferred"
+
+    back = consent(connected, provider)
+    assert back.status_code == 303
+    flashed = connected.get(GLOBAL_URL).text
+    assert f"Connected as {MAILBOX}. 2 waiting mails are on their way." in flashed
+    assert not grant().reauth_needed
+    worker = SimpleWorker(
+        [jobs.mail_queue(app)], connection=jobs.redis_connection(app), serializer=JSONSerializer
+    )
+    worker.work(burst=True)
+    assert {row(m).status for m in messages} == {"sent"}
+    assert len(smtp.handler.messages) == 2
+
+
+def test_disconnect_forgets_and_revokes_at_the_provider(connected, provider, people):
+    refresh = stored_refresh_token()
+    response = connected.post(GLOBAL_DISCONNECT, {}, htmx=True)
+    assert response.status_code == 204 and response.headers["HX-Redirect"] == GLOBAL_URL
+    assert grant() is None
+    assert refresh in provider.revoked
+    page = connected.get(GLOBAL_URL).text
+    assert "Not connected." in page and "The provider revoked the authorization." in page
+    with pytest.raises(ReauthorizationNeededError):
+        tokens.access_token(global_config().id)
+    actions = db.session.scalars(select(AuditEntry.changes)).all()
+    assert {"oauth": "disconnected"} in actions
+
+
+def test_changing_host_or_mailbox_drops_the_authorization(connected, provider, smtp):
+    form = oauth_form(provider, smtp.port, username="other@example.com")
+    form.pop("oauth_client_secret")
+    response = connected.post(GLOBAL_URL, form, htmx=True)
+    assert response.status_code == 200, response.text
+    assert grant() is None and "Not connected." in response.text
+
+
+def test_callback_refuses_a_foreign_replayed_or_missing_state(connected, provider, browser, people):
+    started = connected.post(GLOBAL_AUTHORIZE, {}, htmx=True)
+    location = requests.post(
+        started.headers["HX-Redirect"],
+        data={"confirm": "yes"},
+        verify=provider.ca,
+        allow_redirects=False,
+        timeout=5,
+    ).headers["Location"]
+    back = urlsplit(location)
+    callback = f"{back.path}?{back.query}"
+    other = type(connected)(browser.client.application.test_client())
+    other.login(people.superuser.email)
+    assert other.get(callback).status_code == 400  # another browser: no matching session state
+    assert connected.get(callback).status_code == 303
+    assert connected.get(callback).status_code == 400  # used once
+    assert connected.get("/oauth/callback?code=x").status_code == 400
+
+
+def test_denied_consent_changes_nothing(as_superuser, provider, smtp):
+    as_superuser.post(GLOBAL_URL, oauth_form(provider, smtp.port), htmx=True)
+    back = consent(as_superuser, provider, allow=False)
+    assert back.status_code == 303
+    assert "did not authorize the mailbox (access_denied)" in as_superuser.get(GLOBAL_URL).text
+    assert grant() is None
+
+
+def test_company_connects_its_own_mailbox(browser, people, provider, smtp):
+    browser.login(people.acme_admin.email)
+    url = f"/companies/{people.acme.id}/email"
+    form = {**oauth_form(provider, smtp.port), "use_own": "y"}
+    for name in ("default_sender_enabled", "retention_days"):
+        form.pop(name)
+    assert browser.post(url, form, htmx=True).status_code == 200
+    consent(browser, provider, f"{url}/oauth/authorize")
+    config = db.session.scalar(select(MailConfig).where(MailConfig.company_id == people.acme.id))
+    assert grant().mail_config_id == config.id
+    (message,) = queue(people.acme)
+    delivery.deliver(message.id)
+    assert row(message).status == "sent"
+    other = f"/companies/{people.globex.id}/email/oauth/authorize"
+    assert browser.post(other, {}, htmx=True).status_code == 404
