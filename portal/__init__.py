@@ -10,7 +10,7 @@ from portal import crypto
 from portal.audit import FIELD_LABELS
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.extensions import csrf, db, limiter, login_manager, migrate
-from portal.forms import SECURITY_NAMES
+from portal.forms import AUTH_METHOD_NAMES, SECURITY_NAMES
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -54,7 +54,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
     cli.init_app(app)
-    app.jinja_env.globals.update(FIELD_LABELS=FIELD_LABELS, SECURITY_NAMES=SECURITY_NAMES)
+    app.jinja_env.globals.update(
+        FIELD_LABELS=FIELD_LABELS,
+        SECURITY_NAMES=SECURITY_NAMES,
+        AUTH_METHOD_NAMES=AUTH_METHOD_NAMES,
+    )
     _register_error_pages(app)
     app.after_request(_no_store)
     return app

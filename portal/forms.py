@@ -93,9 +93,9 @@ class HttpsUrlField(StringField):
     """An endpoint URL: https only, no user info or fragment."""
 
     def post_validate(self, form, validation_stopped) -> None:
+        self.data = (self.data or "").strip()
         if validation_stopped or self.errors or not self.data:
             return
-        self.data = self.data.strip()
         try:
             parts = urlsplit(self.data)
             parts.port  # noqa: B018 - raises ValueError for a bad port

@@ -247,6 +247,8 @@ def reason(exc: Exception) -> str:
     """A short reason without URLs' query strings or bodies (they may carry tokens)."""
     if isinstance(exc, requests.Timeout):
         return "no answer in time."
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "the endpoint's TLS certificate was not accepted."
     if isinstance(exc, requests.ConnectionError):
         return "connection failed."
     if isinstance(exc, requests.HTTPError) and exc.response is not None:

@@ -19,3 +19,10 @@ document.addEventListener("htmx:afterRequest", (event) => {
   const form = event.target.closest && event.target.closest("form");
   if (form) form.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = false; });
 });
+// A preserved secret input (hx-preserve keeps what was typed) takes its field's invalid state.
+document.addEventListener("htmx:afterSettle", () => {
+  document.querySelectorAll(".password-control").forEach((box) => {
+    const input = box.querySelector("input[type=password]");
+    if (input) input.setAttribute("aria-invalid", box.classList.contains("invalid") ? "true" : "false");
+  });
+});

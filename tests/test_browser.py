@@ -1,8 +1,13 @@
 """Browser tests: a real Chromium drives the real app served on 127.0.0.1."""
 
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
 import pytest
 from conftest import PASSWORD, SCREENSHOTS
+from oauth_server import MAILBOX, oauth_provider
 from playwright.sync_api import Page, Response, expect
+from smtp_servers import RecordingHandler, make_certs, server_context, smtp_server
 from sqlalchemy import select
 
 from portal import crypto
@@ -219,3 +224,90 @@ def test_superuser_creates_company_and_invites_admin(page, chromium, people, liv
         context.close()
     admin = fresh(select(User).where(User.email == "boss@initech.example.com"))
     assert admin.company_id == company_id and admin.password_hash.startswith("$argon2")
+
+
+@pytest.fixture
+def certs(tmp_path):
+    return make_certs(tmp_path)
+
+
+@pytest.fixture
+def provider(certs):
+    with oauth_provider(certs) as running:
+        yield running
+
+
+@pytest.fixture
+def xoauth2_smtp(certs, provider):
+    """A STARTTLS server that takes AUTH XOAUTH2 with the provider's access tokens only."""
+    handler = RecordingHandler(xoauth2=provider.is_valid_access_token)
+    with smtp_server(handler, starttls=server_context(certs.good), auth=True) as running:
+        yield running
+
+
+@pytest.fixture
+def trusting_page(request, monkeypatch, app_config, certs, chromium) -> Iterator[Page]:
+    """A page on a live server that trusts the test CA, as MAIL_CA_FILE would in production."""
+    monkeypatch.setitem(app_config, "MAIL_CA_FILE", str(certs.ca))
+    base_url = request.getfixturevalue("live_server")  # built from app_config only now
+    context = chromium.new_context(base_url=base_url, ignore_https_errors=True)
+    yield context.new_page()
+    context.close()
+
+
+def settled(page: Page) -> None:
+    """Wait until htmx has wired up the swapped-in form: until then its new controls are inert."""
+    expect(page.locator("#mail-form.htmx-added")).to_have_count(0)
+
+
+def test_superuser_connects_a_mailbox_with_oauth2(trusting_page, people, provider, xoauth2_smtp):
+    page, smtp_port = trusting_page, str(xoauth2_smtp.port)
+    log_in(page, people.superuser.email)
+    page.goto("/settings/mail")
+    page.get_by_label("Host", exact=True).fill("127.0.0.1")
+    page.get_by_label("Security").select_option(label="STARTTLS")
+    page.get_by_label("Port", exact=True).fill(smtp_port)
+    page.get_by_label("SMTP timeout (seconds)").fill("10")
+    mark_window(page)
+    switch_on(page, "Authentication")
+    expect(page.get_by_label("Method")).to_be_visible()
+    settled(page)
+    page.get_by_label("Method").select_option(label="OAuth2 – other provider")
+    expect(page.get_by_label("Mailbox address")).to_be_visible()
+    settled(page)
+    expect(page.get_by_label("Host", exact=True)).to_have_value("127.0.0.1")
+    expect(page.get_by_text("Save these settings, then authorize the mailbox.")).to_be_visible()
+    expect(page.locator("#authorize-button")).to_have_count(0)
+    assert_not_reloaded(page)
+
+    page.get_by_label("Mailbox address").fill(MAILBOX)
+    page.get_by_label("Client ID").fill(provider.client_id)
+    page.get_by_label("Client secret", exact=True).fill(provider.client_secret)
+    page.get_by_label("Authorization endpoint").fill(provider.authorize_url)
+    page.get_by_label("Token endpoint").fill(provider.token_url)
+    page.get_by_label("Revocation endpoint").fill(provider.revoke_url)
+    page.get_by_label("Scopes").fill("mail.send offline_access")
+    page.get_by_label("Allowed internal relays").fill("127.0.0.1/32")
+    provider_port = urlsplit(provider.base_url).port
+    page.get_by_label("Additional SMTP ports").fill(f"{smtp_port},{provider_port}")
+    shot(page, "oauth-filled")
+    assert save(page).status == 200
+    expect(page.get_by_text("Mail settings saved.")).to_be_visible()
+    expect(page.get_by_text("A client secret is saved.")).to_be_visible()
+    settled(page)
+    assert provider.client_secret not in page.content()
+
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    expect(page.get_by_text(f"Allow portal-client to send mail as {MAILBOX}?")).to_be_visible()
+    shot(page, "oauth-consent")
+    page.get_by_role("button", name="Allow").click()
+    expect(page).to_have_url("/settings/mail")
+    expect(page.locator("#oauth-status")).to_contain_text(f"Connected as {MAILBOX}")
+    expect(page.get_by_role("button", name="Authorize again")).to_be_visible()
+
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#test-connection")
+    expect(result.get_by_text("Connection works.")).to_be_visible(timeout=15_000)
+    assert xoauth2_smtp.handler.connections[-1].auths == [(MAILBOX, True, True)]
+    assert provider.client_secret not in page.content()
+    shot(page, "oauth-connected")

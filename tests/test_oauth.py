@@ -1,7 +1,7 @@
 """OAuth2 (XOAUTH2) end to end: a real authorization server and a real SMTP server on loopback."""
 
 import email
-import threading
+import logging
 from datetime import timedelta
 from email import policy
 from urllib.parse import urlsplit
@@ -13,6 +13,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from smtp_servers import RecordingHandler, server_context, smtp_server
 from sqlalchemy import select, update
+from test_connection_test import steps
 from test_delivery import allow_test_server, certs, queue, row  # noqa: F401 - certs: a fixture
 from test_mail_settings import VALID
 
@@ -136,25 +137,6 @@ def test_authorize_callback_send(connected, provider, smtp, people):
     assert provider.is_valid_access_token(smtp.handler.xoauth2_tokens[-1], MAILBOX)
 
 
-def test_cached_token_serves_many_mails_without_refresh(connected, provider, smtp, people):
-    for message in queue(people.acme, 3):
-        delivery.deliver(message.id)
-    assert len(smtp.handler.messages) == 3
-    assert provider.refresh_count == 0
-    assert len(set(smtp.handler.xoauth2_tokens)) == 1
-
-
-def test_expiring_token_is_refreshed_and_rotation_saved_at_once(connected, provider, smtp, people):
-    first = stored_refresh_token()
-    expire_cached_token()
-    (message,) = queue(people.acme)
-    delivery.deliver(message.id)
-    assert row(message).status == "sent"
-    assert provider.refresh_count == 1
-    assert stored_refresh_token() == provider.issued_refresh_tokens[-1] != first
-    assert provider.valid_refresh_tokens() == {stored_refresh_token()}
-
-
 def test_token_refused_by_smtp_forces_one_refresh_and_one_retry(connected, provider, smtp, people):
     provider.expire_access_tokens()  # still cached as valid here; the server says no
     (message,) = queue(people.acme)
@@ -171,41 +153,6 @@ def test_server_refusing_every_token_fails_auth_after_one_refresh(connected, pro
     stored = row(message)
     assert stored.status == "deferred" and "535" in stored.last_reply
     assert provider.refresh_count == 1  # one forced refresh, not a loop
-
-
-def _race(app, config_id: int, results: list) -> None:
-    with app.app_context():
-        try:
-            results.append(tokens.access_token(config_id))
-        except Exception as exc:  # noqa: BLE001 - the test reports what happened
-            results.append(exc)
-
-
-def test_concurrent_refresh_keeps_the_newest_refresh_token(connected, provider, app):
-    expire_cached_token()
-    provider.refresh_delay = 0.5  # strict rotation: a second refresh with the old token fails
-    config_id = global_config().id
-    results: list = []
-    threads = [threading.Thread(target=_race, args=(app, config_id, results)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
-    assert len(results) == 3 and all(isinstance(r, str) for r in results), results
-    assert len(set(results)) == 1 and provider.is_valid_access_token(results[0])
-    assert provider.refresh_count == 1
-    assert stored_refresh_token() == provider.issued_refresh_tokens[-1]
-    assert stored_refresh_token() in provider.valid_refresh_tokens()
-    assert not grant().reauth_needed and grant().refresh_lease_until is None
-
-
-def test_a_dead_workers_refresh_lease_is_taken_over(connected, provider):
-    expire_cached_token()
-    gone = utcnow() - timedelta(seconds=1)
-    db.session.execute(update(OAuthGrant).values(refresh_lease_until=gone))
-    db.session.commit()
-    token = tokens.access_token(global_config().id)
-    assert provider.is_valid_access_token(token) and provider.refresh_count == 1
 
 
 def test_invalid_grant_defers_mail_until_authorized_again(connected, provider, smtp, people, app):
@@ -310,3 +257,64 @@ def test_company_connects_its_own_mailbox(browser, people, provider, smtp):
     assert row(message).status == "sent"
     other = f"/companies/{people.globex.id}/email/oauth/authorize"
     assert browser.post(other, {}, htmx=True).status_code == 404
+
+
+def test_connection_test_with_oauth_refreshes_and_sends(connected, provider, smtp):
+    form = {**oauth_form(provider, smtp.port), "test_recipient": "check@example.org"}
+    form.pop("oauth_client_secret")  # saved; the test uses the saved authorization
+    page = connected.post("/settings/mail/test", form, htmx=True).text
+    assert steps(page)[:3] == [("token", True), ("resolve", True), ("connect", True)]
+    assert ("auth", True) in steps(page) and "Connection works." in page
+    assert provider.refresh_count == 1  # a test always checks the refresh token
+    (arrived,) = smtp.handler.messages
+    assert arrived.rcpt_tos == ["check@example.org"]
+
+
+def test_connection_test_tells_a_failed_refresh_from_a_refused_token(connected, provider, smtp):
+    form = {**oauth_form(provider, smtp.port), "test_recipient": "check@example.org"}
+    form.pop("oauth_client_secret")
+    provider.revoke_all()
+    page = connected.post("/settings/mail/test", form, htmx=True).text
+    assert steps(page) == [("token", False)]
+    assert "Token refresh failed" in page and "Authorize the mailbox again" in page
+    assert smtp.handler.connections == []
+
+    back = consent(connected, provider)
+    assert back.status_code == 303
+    smtp.handler.xoauth2 = lambda **_: False
+    page = connected.post("/settings/mail/test", form, htmx=True).text
+    assert ("token", True) in steps(page) and ("auth", False) in steps(page)
+    assert "SMTP refused the token" in page
+    assert provider.refresh_count == 2  # the test's fresh token, then one more after the 535
+
+
+def test_no_token_or_secret_in_pages_logs_or_jobs(connected, provider, smtp, people, app, caplog):
+    seen: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        expire_cached_token()
+        seen.append(connected.get(GLOBAL_URL).text)
+        refresh = {**oauth_form(provider, smtp.port), "_refresh": "auth_method"}
+        seen.append(connected.post(GLOBAL_URL, refresh, htmx=True).text)
+        form = {**oauth_form(provider, smtp.port), "test_recipient": "check@example.org"}
+        seen.append(connected.post(GLOBAL_URL, form, htmx=True).text)
+        seen.append(connected.post("/settings/mail/test", form, htmx=True).text)
+        (message,) = queue(people.acme)
+        redis = jobs.redis_connection(app)
+        seen += [repr(redis.hgetall(key)) for key in redis.keys("rq:job:*")]
+        delivery.deliver(message.id)
+        seen.append(connected.get(f"/mail/{message.id}").text)
+        seen.append(connected.get("/mail").text)
+        provider.revoke_all()
+        expire_cached_token()
+        delivery.deliver(queue(people.acme)[0].id)
+        seen.append(connected.get(GLOBAL_URL).text)
+    seen.append(caplog.text)
+    secrets = {
+        provider.client_secret,
+        *provider.issued_refresh_tokens,
+        *smtp.handler.xoauth2_tokens,
+    }
+    assert len(secrets) >= 4
+    for text in seen:
+        for secret in secrets:
+            assert secret not in text

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 from smtp_servers import RecordingHandler, smtp_server
-from sqlalchemy import func, select
-from test_delivery import configure, queue
+from sqlalchemy import func, select, update
+from test_delivery import certs, configure, queue, row  # noqa: F401 - certs is a fixture
+from test_oauth import connected, consent, provider, smtp  # noqa: F401 - fixtures
 
 from portal import jobs
 from portal.extensions import db
-from portal.models import FINAL_STATUSES, OutboxMessage
+from portal.models import FINAL_STATUSES, OAuthGrant, OutboxMessage, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 120  # a bound for a broken build, not a speed target
@@ -161,3 +162,31 @@ def test_two_workers_deliver_every_mail_exactly_once(workers, people):
         wait_until_final(1000)
     arrived = message_ids(server.handler)
     assert set(arrived) == all_message_ids() and set(arrived.values()) == {1}
+
+
+def test_oauth_mail_waits_for_reauthorization_then_goes_out(
+    workers, people, connected, provider, smtp, certs
+):
+    """Two worker processes: one token refresh between them, then invalid_grant, then consent."""
+    workers.env["MAIL_CA_FILE"] = str(certs.ca)
+    db.session.execute(update(OAuthGrant).values(access_expires_at=utcnow()))
+    db.session.commit()
+    provider.refresh_delay = 0.3  # strict rotation: a second refresh with the old token fails
+    workers.start()
+    workers.start()
+    queue(people.acme, 20)
+    wait_until_final(20)
+    assert provider.refresh_count == 1 and len(message_ids(smtp.handler)) == 20
+
+    provider.revoke_all()
+    provider.expire_access_tokens()
+    db.session.execute(update(OAuthGrant).values(access_expires_at=utcnow()))
+    db.session.commit()
+    waiting = queue(people.acme, 3)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while {row(m).status for m in waiting} != {"deferred"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(row(m).last_reply.startswith("Re-authorization needed") for m in waiting)
+    assert consent(connected, provider).status_code == 303
+    wait_until_final(23)
+    assert set(message_ids(smtp.handler)) == all_message_ids()
