@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from portal import egress, jobs, outbound, outbox, tokens
+from portal import egress, jobs, outbound, outbox
 from portal.compose import config_fingerprint
 from portal.exceptions import OAuthTokenError
 from portal.extensions import db
@@ -24,7 +24,7 @@ from portal.models import (
     utcnow,
 )
 from portal.settings import EffectiveSettings, resolve
-from portal.smtp import SmtpConfig, SmtpSession
+from portal.smtp import SmtpConfig, SmtpSession, with_first_token
 from portal.smtp_errors import SmtpError, SmtpRecipientsRefusedError, SmtpUnknownOutcomeError
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,7 @@ class _Batch:
             self._defer_rest(0, "No SMTP host is configured.")
             return self._schedule_retries()
         try:
-            config = smtp_config(self.settings)
-            if self.settings.uses_oauth:
-                tokens.access_token(self.settings.auth_config_id)  # no SMTP session without one
+            config = with_first_token(smtp_config(self.settings))  # no session without a token
         except egress.EgressError as exc:
             self._defer_rest(0, f"Destination refused: {exc}")
             return self._schedule_retries()

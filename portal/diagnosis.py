@@ -235,6 +235,13 @@ def _envelope(exc, host, port, timeout, sender) -> Diagnosis | None:
             "The server refused the message as too large.",
             "Send smaller mails or ask the provider for its size limit.",
         )
+    if "sendasdenied" in reply or "5.2.252" in reply:
+        return Diagnosis(
+            "send-as-denied",
+            f"The mailbox may not send as {sender} (Microsoft 365 SendAsDenied).",
+            "Use the mailbox address as the sender address, or give the mailbox Send As "
+            "rights for this address in Exchange.",
+        )
     if exc.step == "mail" and exc.permanent:
         return Diagnosis(
             "sender-refused",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from portal import egress
 from portal.diagnosis import Diagnosis, explain
 from portal.exceptions import OAuthTokenError
-from portal.smtp import SmtpConfig, SmtpSession
+from portal.smtp import SmtpConfig, SmtpSession, with_first_token
 from portal.smtp_errors import SmtpError
 from portal.smtp_trace import Trace
 
@@ -73,7 +73,9 @@ def run(
     queue_id = None
     try:
         if config.token_source is not None:
-            config = _token_first(config, trace)
+            trace.enter("token")  # its own step: a refresh failure is told apart
+            config = with_first_token(config)
+            trace.detail("The provider issued an access token.")
         trace.enter("resolve")
         address = egress.resolve_checked(config.host, config.port, policy, resolver)
         trace.detail(f"{config.host} → {address}")
@@ -113,19 +115,6 @@ def run(
     result.transcript = trace.transcript
     result.queue_id = queue_id
     return result
-
-
-def _token_first(config: SmtpConfig, trace: Trace) -> SmtpConfig:
-    """Get the access token as a step of its own, so a refresh failure is told apart."""
-    trace.enter("token")
-    source = config.token_source
-    first = [source(None)]
-    trace.detail("The provider issued an access token.")
-
-    def cached(rejected: str | None) -> str:
-        return first.pop() if rejected is None and first else source(rejected)
-
-    return replace(config, token_source=cached)
 
 
 def _mark_failed(trace: Trace, step: str) -> None:

@@ -6,7 +6,7 @@ import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Self
 
@@ -91,6 +91,22 @@ def _tls_context(ca_file: str | None, _stamp: int | None) -> ssl.SSLContext:
         except (OSError, ValueError) as exc:
             raise SmtpTlsError(f"cannot load CA file: {exc}", step="tls") from exc
     return context
+
+
+def with_first_token(config: SmtpConfig) -> SmtpConfig:
+    """Ask the token source now, so its errors come before any connection.
+
+    The session's first login uses that token; a reconnect asks the source again.
+    """
+    source = config.token_source
+    if source is None:
+        return config
+    first = [source(None)]
+
+    def token(rejected: str | None) -> str:
+        return first.pop() if rejected is None and first else source(rejected)
+
+    return replace(config, token_source=token)
 
 
 class SmtpSession:

@@ -366,6 +366,15 @@ CASES = {
         {"data_reply": "552 5.3.4 Message size exceeds fixed limit"},
         "552 5.3.4 Message size exceeds fixed limit",
     ),
+    "send-as-denied": Case(
+        "plain",
+        {},
+        "data",
+        f"The mailbox may not send as {SENDER} (Microsoft 365 SendAsDenied).",
+        "Use the mailbox address as the sender address",
+        {"data_reply": f"554 5.2.252 SendAsDenied; mailbox@example.com may not send as {SENDER}"},
+        "554 5.2.252 SendAsDenied",
+    ),
 }
 
 
