@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import requests
 from authlib.integrations.requests_client import OAuthError
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 
 from portal import crypto, oauth
 from portal.exceptions import OAuthTokenError, ReauthorizationNeededError
@@ -71,14 +71,10 @@ def _end_lease(config_id: int, lease) -> None:
     db.session.commit()
 
 
-def _current(config_id: int) -> OAuthGrant:
-    """The grant as stored now, or ReauthorizationNeededError when none is usable."""
-    grant = db.session.scalar(
-        select(OAuthGrant)
-        .where(OAuthGrant.mail_config_id == config_id)
-        .execution_options(populate_existing=True)
-    )
-    db.session.commit()  # no transaction stays open across an HTTP call
+def _current(config_id: int) -> Row:
+    """The grant's row as stored now (a plain snapshot), or ReauthorizationNeededError."""
+    grant = db.session.execute(select(GRANTS).where(GRANTS.c.mail_config_id == config_id)).first()
+    db.session.commit()  # no transaction stays open while waiting or refreshing
     if grant is None or not grant.refresh_token_encrypted:
         raise ReauthorizationNeededError(NOT_CONNECTED, error=None)
     if grant.reauth_needed:
@@ -86,7 +82,7 @@ def _current(config_id: int) -> OAuthGrant:
     return grant
 
 
-def _usable(grant: OAuthGrant, rejected: str | None) -> bool:
+def _usable(grant: Row, rejected: str | None) -> bool:
     if not grant.access_token_encrypted or grant.access_expires_at is None:
         return False
     if as_utc(grant.access_expires_at) - timedelta(seconds=EARLY_SECONDS) <= utcnow():
@@ -94,22 +90,20 @@ def _usable(grant: OAuthGrant, rejected: str | None) -> bool:
     return rejected is None or crypto.decrypt(grant.access_token_encrypted) != rejected
 
 
-def _refresh(config_id: int, grant: OAuthGrant) -> str:
+def _refresh(config_id: int, grant: Row) -> str:
     config = db.session.get(MailConfig, config_id)
-    version = grant.version
-    refresh = crypto.decrypt(grant.refresh_token_encrypted)
-    oauth.check_url(config.oauth_token_url or "")
+    url, options = config.oauth_token_url or "", oauth.request_options(config)
+    oauth.check_url(url)
+    client = oauth.session_for(config)
+    version, refresh = grant.version, crypto.decrypt(grant.refresh_token_encrypted)
+    db.session.commit()  # the token request may take seconds: no transaction waits on it
     try:
-        with oauth.session_for(config) as session:
-            token = session.refresh_token(
-                config.oauth_token_url, refresh_token=refresh, **oauth.request_options(config)
-            )
+        with client:
+            token = client.refresh_token(url, refresh_token=refresh, **options)
     except OAuthError as exc:
         return _refused(config_id, version, exc)
     except (requests.RequestException, ValueError) as exc:
         raise OAuthTokenError(f"Token refresh failed: {oauth.reason(exc)}") from exc
-    finally:
-        db.session.commit()
     values = {
         "access_token_encrypted": crypto.encrypt(token["access_token"]),
         "access_expires_at": oauth.expiry(token),
