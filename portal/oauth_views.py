@@ -15,6 +15,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
+from redis.exceptions import RedisError
 
 from portal import audit, jobs, oauth, outbox
 from portal.access import visible_company
@@ -102,7 +103,10 @@ def authorize(company_id: int | None):
         "verifier": verifier,
         "redirect_uri": callback,
     }
-    jobs.redis_connection().set(STATE_KEY.format(state), json.dumps(pending), ex=STATE_SECONDS)
+    try:
+        jobs.redis_connection().set(STATE_KEY.format(state), json.dumps(pending), ex=STATE_SECONDS)
+    except RedisError:
+        return _refusal("The authorization cannot start now (Redis is unreachable): try again.")
     session[SESSION_STATE] = state  # the callback must come back to this browser
     return _go(url)
 
@@ -112,7 +116,10 @@ def _pending(state: str) -> dict | None:
     expected = session.pop(SESSION_STATE, None)
     if not state or state != expected:
         return None
-    raw = jobs.redis_connection().getdel(STATE_KEY.format(state))
+    try:
+        raw = jobs.redis_connection().getdel(STATE_KEY.format(state))
+    except RedisError:
+        return None
     pending = json.loads(raw) if raw else None
     if pending is None or pending["user_id"] != current_user.id:
         return None
