@@ -111,6 +111,10 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
     context["action"] = url_for("mail_settings.company", company_id=company.id)
     context["test_action"] = url_for("mail_settings.test_company", company_id=company.id)
     context["effective"] = resolve(company)
+    glob = global_config()
+    context["global_reauth"] = bool(
+        glob and glob.uses_oauth and glob.grant and glob.grant.reauth_needed
+    )
     return respond("mail/company.html", "mail/_form_response.html", status, **context)
 
 

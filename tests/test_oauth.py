@@ -318,3 +318,13 @@ def test_no_token_or_secret_in_pages_logs_or_jobs(connected, provider, smtp, peo
     for text in seen:
         for secret in secrets:
             assert secret not in text
+
+
+def test_company_inheriting_a_global_mailbox_sees_that_mail_waits(connected, provider, people, web):
+    provider.revoke_all()
+    expire_cached_token()
+    delivery.deliver(queue(people.acme)[0].id)
+    admin = type(connected)(web.test_client())
+    admin.login(people.acme_admin.email)
+    page = admin.get(f"/companies/{people.acme.id}/email").text
+    assert "The global mailbox needs to be authorized again by the superuser" in page
