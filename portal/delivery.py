@@ -64,14 +64,7 @@ def deliver_group(group_key: str) -> None:
 def sweep() -> dict[str, int]:
     """RQ cron job: requeue mails of dead workers and hand stranded mails to RQ again."""
     released = outbox.release_expired()
-    handed = 0
-    groups: set[str] = set()
-    for message_id, group_key in outbox.stranded():
-        if group_key is not None:
-            if group_key in groups:
-                continue
-            groups.add(group_key)
-        handed += jobs.hand_off(message_id, group_key, now=True)
+    handed = jobs.hand_off_now(outbox.stranded())
     if released or handed:
         log.info("sweep: %s released from dead workers, %s handed to RQ again", released, handed)
     return {"released": released, "handed": handed}

@@ -11,7 +11,13 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from portal.egress import EgressPolicy
-from portal.models import AUTH_GOOGLE, AUTH_MICROSOFT, AUTH_OAUTH_OTHER, AUTH_PASSWORD
+from portal.models import (
+    AUTH_GOOGLE,
+    AUTH_MICROSOFT,
+    AUTH_OAUTH_OTHER,
+    AUTH_PASSWORD,
+    oauth_in_use,
+)
 from portal.settings import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
 
 CONTROL_CHARS = re.compile(r"[\r\n\x00]")
@@ -161,7 +167,7 @@ class MailForm(FlaskForm):
     footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])
 
     def uses_oauth(self) -> bool:
-        return bool(self.auth_enabled.data) and self.auth_method.data != AUTH_PASSWORD
+        return oauth_in_use(self.auth_enabled.data, self.auth_method.data)
 
     def validate_username(self, field) -> None:
         if self.uses_oauth():

@@ -1,6 +1,7 @@
 """The RQ side: the Redis connection, the mail queue, and handing mail to the worker."""
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
@@ -59,6 +60,19 @@ def schedule_group(group_key: str) -> None:
 
 def clear_group_marker(group_key: str) -> None:
     redis_connection().delete(GROUP_MARKER.format(group_key))
+
+
+def hand_off_now(due: Iterable[tuple[int, str | None]]) -> int:
+    """Give due mails (id, group key) to RQ now, one job per group; how many jobs went."""
+    handed = 0
+    groups: set[str] = set()
+    for message_id, group_key in due:
+        if group_key is not None:
+            if group_key in groups:
+                continue
+            groups.add(group_key)
+        handed += hand_off(message_id, group_key, now=True)
+    return handed
 
 
 def hand_off(

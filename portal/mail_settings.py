@@ -110,8 +110,9 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
         return respond("mail/global.html", "mail/_form_response.html", status, **context)
     context["action"] = url_for("mail_settings.company", company_id=company.id)
     context["test_action"] = url_for("mail_settings.test_company", company_id=company.id)
-    context["effective"] = resolve(company)
-    glob = global_config()
+    context["effective"] = effective = resolve(company)
+    # Only an inheriting company's page says the global mailbox needs an authorization.
+    glob = global_config() if effective.source("auth_method") == "global" else None
     context["global_reauth"] = bool(
         glob and glob.uses_oauth and glob.grant and glob.grant.reauth_needed
     )

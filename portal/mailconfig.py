@@ -6,7 +6,7 @@ from typing import Any
 from portal import crypto
 from portal.extensions import db
 from portal.htmltext import sanitize_footer
-from portal.models import AUTH_PASSWORD, Company, MailConfig
+from portal.models import Company, MailConfig, oauth_in_use
 from portal.settings import COMPANY_FIELDS, DEFAULTS, GLOBAL_ONLY_FIELDS, env_seed, global_config
 
 # Changing any of these means a new server: a saved password is not sent there.
@@ -32,7 +32,7 @@ NOT_STORED = ("password_encrypted", "footer_text", "oauth_client_secret_encrypte
 
 
 def uses_oauth(values: dict[str, Any]) -> bool:
-    return bool(values["auth_enabled"]) and values["auth_method"] != AUTH_PASSWORD
+    return oauth_in_use(values["auth_enabled"], values["auth_method"])
 
 
 def form_values(form) -> dict[str, Any]:

@@ -29,7 +29,11 @@ AUTH_PASSWORD = "password"  # noqa: S105 - a method name
 AUTH_GOOGLE = "google"
 AUTH_MICROSOFT = "microsoft"
 AUTH_OAUTH_OTHER = "oauth2"
-AUTH_METHODS = (AUTH_PASSWORD, AUTH_GOOGLE, AUTH_MICROSOFT, AUTH_OAUTH_OTHER)
+
+
+def oauth_in_use(auth_enabled: bool | None, auth_method: str | None) -> bool:
+    """Whether these settings sign in with OAuth2 (XOAUTH2) rather than a password."""
+    return bool(auth_enabled) and auth_method not in (None, AUTH_PASSWORD)
 
 
 def utcnow() -> datetime:
@@ -136,7 +140,7 @@ class MailConfig(db.Model):
 
     @property
     def uses_oauth(self) -> bool:
-        return bool(self.auth_enabled) and self.auth_method != AUTH_PASSWORD
+        return oauth_in_use(self.auth_enabled, self.auth_method)
 
 
 class OAuthGrant(db.Model):
@@ -158,17 +162,14 @@ class OAuthGrant(db.Model):
     access_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     connected_as: Mapped[str] = mapped_column(String(320))
     connected_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    connected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Set when the provider refused the refresh token (invalid_grant): an admin must authorize.
     reauth_needed: Mapped[bool] = mapped_column(default=False)
     problem: Mapped[str | None] = mapped_column(Text)
-    problem_at: Mapped[datetime | None] = mapped_column(Timestamp)
     version: Mapped[int] = mapped_column(default=1)
     # Held by the one worker asking the provider for a new token; the others wait for it.
     refresh_lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
 
     mail_config: Mapped[MailConfig] = relationship(back_populates="grant")
-    connected_by: Mapped[User | None] = relationship()
 
 
 class AuditEntry(db.Model):

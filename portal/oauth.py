@@ -1,7 +1,5 @@
 """OAuth2 for SMTP: provider defaults, the authorization-code flow with PKCE, revocation."""
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -21,7 +19,6 @@ from portal.models import (
     SECURITY_STARTTLS,
     MailConfig,
     OAuthGrant,
-    User,
     utcnow,
 )
 from portal.smtp import make_tls_context
@@ -39,7 +36,6 @@ ADMIN_ERRORS = frozenset(
 class Provider:
     """What choosing a provider fills in; the admin may still edit every value."""
 
-    label: str
     host: str
     port: int
     security: str
@@ -53,7 +49,6 @@ class Provider:
 MICROSOFT_BASE = "https://login.microsoftonline.com/common/oauth2/v2.0"
 PROVIDERS = {
     AUTH_GOOGLE: Provider(
-        "Google",
         "smtp.gmail.com",
         587,
         SECURITY_STARTTLS,
@@ -65,7 +60,6 @@ PROVIDERS = {
         (("access_type", "offline"), ("prompt", "consent")),
     ),
     AUTH_MICROSOFT: Provider(
-        "Microsoft 365",
         "smtp.office365.com",
         587,
         SECURITY_STARTTLS,
@@ -106,7 +100,7 @@ def check_url(url: str) -> None:
         raise OAuthTokenError(f"The endpoint {parts.hostname} is refused: {exc.message}") from exc
 
 
-def session_for(config: MailConfig, redirect_uri: str | None = None) -> OAuth2Session:
+def _session(config: MailConfig, redirect_uri: str | None = None) -> OAuth2Session:
     """An authlib client for the configuration's provider (client secret decrypted here only)."""
     secret = config.oauth_client_secret_encrypted
     session = OAuth2Session(
@@ -123,12 +117,17 @@ def session_for(config: MailConfig, redirect_uri: str | None = None) -> OAuth2Se
     return session
 
 
-def request_options(config: MailConfig) -> dict:
-    """Per-request options: bounded time, no redirects (a redirect could leave the guard)."""
-    return {
-        "timeout": min(float(config.timeout_seconds), MAX_HTTP_SECONDS),
-        "allow_redirects": False,
-    }
+def client_for(
+    config: MailConfig, url: str, redirect_uri: str | None = None
+) -> tuple[OAuth2Session, dict]:
+    """A client for one of the provider's endpoints, checked by the egress guard, and the
+    options for its request: bounded time, no redirects (a redirect could leave the guard).
+
+    OAuthTokenError when the endpoint is refused.
+    """
+    check_url(url)
+    seconds = min(float(config.timeout_seconds), MAX_HTTP_SECONDS)
+    return _session(config, redirect_uri), {"timeout": seconds, "allow_redirects": False}
 
 
 def authorization_url(config: MailConfig, redirect_uri: str) -> tuple[str, str, str]:
@@ -136,26 +135,21 @@ def authorization_url(config: MailConfig, redirect_uri: str) -> tuple[str, str, 
     state = generate_token(32)
     verifier = generate_token(64)
     extra = dict(PROVIDERS[config.auth_method].extra) if config.auth_method in PROVIDERS else {}
-    with session_for(config, redirect_uri) as session:
+    with _session(config, redirect_uri) as session:
         url, _ = session.create_authorization_url(
             config.oauth_authorize_url, state=state, code_verifier=verifier, **extra
         )
     return url, state, verifier
 
 
-def exchange_code(
-    config: MailConfig, code: str, verifier: str, redirect_uri: str, user: User
-) -> OAuthGrant:
+def exchange_code(config: MailConfig, code: str, verifier: str, redirect_uri: str) -> OAuthGrant:
     """Trade the callback's code for tokens and store the grant (caller commits)."""
-    check_url(config.oauth_token_url or "")
+    url = config.oauth_token_url or ""
+    session, options = client_for(config, url, redirect_uri)
     try:
-        with session_for(config, redirect_uri) as session:
+        with session:
             token = session.fetch_token(
-                config.oauth_token_url,
-                grant_type="authorization_code",
-                code=code,
-                code_verifier=verifier,
-                **request_options(config),
+                url, grant_type="authorization_code", code=code, code_verifier=verifier, **options
             )
     except OAuthError as exc:
         raise OAuthFlowError(f"The provider refused the authorization: {exc.error}.") from exc
@@ -171,10 +165,9 @@ def exchange_code(
     grant.refresh_token_encrypted = crypto.encrypt(token["refresh_token"])
     grant.access_token_encrypted = crypto.encrypt(token["access_token"])
     grant.access_expires_at = expiry(token)
-    grant.connected_as = _account(token) or config.username or ""
+    grant.connected_as = config.username or ""
     grant.connected_at = utcnow()
-    grant.connected_by_id = user.id
-    grant.reauth_needed, grant.problem, grant.problem_at = False, None, None
+    grant.reauth_needed, grant.problem = False, None
     grant.version = (grant.version or 0) + 1
     db.session.add(grant)
     return grant
@@ -198,13 +191,13 @@ def revoke_remote(config: MailConfig, refresh_encrypted: str | None) -> str | No
     if not (config.oauth_revoke_url and refresh_encrypted):
         return None
     try:
-        check_url(config.oauth_revoke_url)
-        with session_for(config) as session:
+        session, options = client_for(config, config.oauth_revoke_url)
+        with session:
             response = session.revoke_token(
                 config.oauth_revoke_url,
                 token=crypto.decrypt(refresh_encrypted),
                 token_type_hint="refresh_token",  # noqa: S106 - a hint name
-                **request_options(config),
+                **options,
             )
     except OAuthTokenError as exc:
         return exc.message
@@ -223,24 +216,6 @@ def expiry(token: dict):
     except (TypeError, ValueError):
         seconds = FALLBACK_LIFETIME_SECONDS
     return utcnow() + timedelta(seconds=seconds)
-
-
-def _account(token: dict) -> str | None:
-    """The signed-in account from an ID token, when the provider sent one.
-
-    It came straight from the token endpoint over verified TLS, so it is read unverified
-    (OpenID Connect Core 3.1.3.7); it only labels the connection.
-    """
-    id_token = token.get("id_token")
-    if not isinstance(id_token, str) or id_token.count(".") != 2:
-        return None
-    payload = id_token.split(".")[1]
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
-        return None
-    found = claims.get("email") or claims.get("preferred_username") or claims.get("upn")
-    return found if isinstance(found, str) else None
 
 
 def reason(exc: Exception) -> str:

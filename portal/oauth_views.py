@@ -143,7 +143,7 @@ def callback():
         return redirect(back, 303)
     try:
         grant = oauth.exchange_code(
-            config, request.args["code"], pending["verifier"], pending["redirect_uri"], current_user
+            config, request.args["code"], pending["verifier"], pending["redirect_uri"]
         )
     except (oauth.OAuthFlowError, OAuthTokenError) as exc:
         db.session.rollback()

@@ -172,10 +172,5 @@ def wake(config: MailConfig) -> int:
             .values(next_attempt_at=utcnow())
         )
     db.session.commit()
-    groups: set[str] = set()
-    for message_id, group_key in rows:
-        if group_key is None or group_key not in groups:
-            jobs.hand_off(message_id, group_key, now=True)
-        if group_key is not None:
-            groups.add(group_key)
+    jobs.hand_off_now(tuple(row) for row in rows)
     return len(rows)

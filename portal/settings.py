@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import SECURITY_CHOICES, Company, MailConfig
+from portal.models import SECURITY_CHOICES, Company, MailConfig, oauth_in_use
 
 SOURCE_COMPANY = "company"
 SOURCE_GLOBAL = "global"
@@ -124,7 +124,7 @@ class EffectiveSettings:
 
     @property
     def uses_oauth(self) -> bool:
-        return self.auth_enabled and self.auth_method != "password"
+        return oauth_in_use(self.auth_enabled, self.auth_method)
 
     def source(self, name: str) -> str:
         return self.sources[name]

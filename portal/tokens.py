@@ -92,9 +92,8 @@ def _usable(grant: Row, rejected: str | None) -> bool:
 
 def _refresh(config_id: int, grant: Row) -> str:
     config = db.session.get(MailConfig, config_id)
-    url, options = config.oauth_token_url or "", oauth.request_options(config)
-    oauth.check_url(url)
-    client = oauth.session_for(config)
+    url = config.oauth_token_url or ""
+    client, options = oauth.client_for(config, url)
     version, refresh = grant.version, crypto.decrypt(grant.refresh_token_encrypted)
     db.session.commit()  # the token request may take seconds: no transaction waits on it
     try:
@@ -108,7 +107,6 @@ def _refresh(config_id: int, grant: Row) -> str:
         "access_token_encrypted": crypto.encrypt(token["access_token"]),
         "access_expires_at": oauth.expiry(token),
         "problem": None,
-        "problem_at": None,
     }
     if token.get("refresh_token") and token["refresh_token"] != refresh:
         values["refresh_token_encrypted"] = crypto.encrypt(token["refresh_token"])
@@ -125,7 +123,7 @@ def _refused(config_id: int, version: int, exc: OAuthError) -> str:
     problem = f"The provider answered {error}" + (
         f": {exc.description}" if exc.description else "."
     )
-    values = {"problem": problem[:500], "problem_at": utcnow()}
+    values = {"problem": problem[:500]}
     if error == "invalid_grant":
         values["reauth_needed"] = True
     if not _write(config_id, version, values):

@@ -26,13 +26,10 @@ def upgrade():
     sa.Column('access_expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('connected_as', sa.String(length=320), nullable=False),
     sa.Column('connected_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('connected_by_id', sa.Integer(), nullable=True),
     sa.Column('reauth_needed', sa.Boolean(), nullable=False),
     sa.Column('problem', sa.Text(), nullable=True),
-    sa.Column('problem_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('refresh_lease_until', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['connected_by_id'], ['users.id'], name=op.f('fk_oauth_grants_connected_by_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['mail_config_id'], ['mail_configs.id'], name=op.f('fk_oauth_grants_mail_config_id_mail_configs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_oauth_grants')),
     sa.UniqueConstraint('mail_config_id', name=op.f('uq_oauth_grants_mail_config_id'))
