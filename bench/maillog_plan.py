@@ -20,9 +20,10 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
-from portal import create_app, mailquery
+from portal.app import create_app
 from portal.extensions import db
-from portal.mailquery import ALL, LogFilter
+from portal.outbox import queries
+from portal.outbox.queries import ALL, LogFilter
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 LATER_ROW = 5_000  # the cursor of a "later page" points this many rows deep
@@ -59,10 +60,10 @@ def explain(label: str, statement) -> None:
 def later_cursor(filters: LogFilter) -> str:
     """The cursor a reader holds after paging LATER_ROW rows deep (found here with OFFSET)."""
     for depth in (LATER_ROW, LATER_ROW // 10):  # small tenants have fewer rows
-        query = mailquery.page_query(filters).limit(1).offset(depth)
+        query = queries.page_query(filters).limit(1).offset(depth)
         row = db.session.execute(query).first()
         if row is not None:
-            return mailquery.encode_cursor(row.created_at, row.id)
+            return queries.encode_cursor(row.created_at, row.id)
     raise SystemExit(f"fewer than {LATER_ROW // 10} rows for {filters}")
 
 
@@ -73,19 +74,19 @@ def plans(acme: int, globex: int, initech: int) -> None:
         ("company page (Initech, 1,000 mails, all among the oldest)", LogFilter(initech)),
         ("company page, status=failed", LogFilter(acme, status="failed")),
         ("superuser, all companies", LogFilter(ALL)),
-        ("superuser, global mails only", LogFilter(mailquery.GLOBAL)),
+        ("superuser, global mails only", LogFilter(queries.GLOBAL)),
         ("superuser, status=deferred", LogFilter(ALL, status="deferred")),
     ]
     for label, filters in cases:
-        explain(f"{label} — first page", mailquery.page_query(filters))
+        explain(f"{label} — first page", queries.page_query(filters))
         explain(
-            f"{label} — later page (cursor)", mailquery.page_query(filters, later_cursor(filters))
+            f"{label} — later page (cursor)", queries.page_query(filters, later_cursor(filters))
         )
     explain(
         "company page, search 'user4242' (no trigram index)",
-        mailquery.page_query(LogFilter(acme, search="user4242")),
+        queries.page_query(LogFilter(acme, search="user4242")),
     )
-    explain("live rows poll (50 ids)", mailquery.rows_query(range(1, 51), acme))
+    explain("live rows poll (50 ids)", queries.rows_query(range(1, 51), acme))
 
 
 def main() -> None:

@@ -44,10 +44,12 @@ def main() -> None:
     )
     from flask_migrate import upgrade
 
-    from portal import create_app, crypto, tokens
+    from portal import crypto
+    from portal.app import create_app
     from portal.extensions import db
+    from portal.keys import tokens
     from portal.models import MailConfig, OAuthGrant, utcnow
-    from portal.settings import resolve
+    from portal.settings.resolution import resolve
 
     app = create_app()
     with app.app_context():

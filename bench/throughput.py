@@ -3,7 +3,7 @@
 One run measures, with 1 KiB messages (see bench/README.md):
   a0  a bare smtplib loop over one connection (the wire floor)
   a   the same loop plus one UPDATE + COMMIT per mail in the portal's database
-  b   the portal (mail.send() -> RQ -> worker.py), grouping on, 1 worker process
+  b   the portal (outbox.send() -> RQ -> worker.py), grouping on, 1 worker process
   c   grouping off, 1 worker process
   d   grouping on, 2 worker processes (one worker.py with PORTAL_WORKER_PROCESSES=2)
   lat grouping on, 1 worker, send() at a steady rate; latency = send() returned -> sent_at
@@ -223,7 +223,7 @@ def summarize_profile(path: Path, top: int = 12) -> str:
 
 class Bench:
     def __init__(self, args, work: Path, sink_port: int):
-        from portal import create_app
+        from portal.app import create_app
 
         self.args = args
         self.work = work
@@ -258,8 +258,8 @@ class Bench:
     def _compose(self, subject: str, body: str):
         from flask import current_app
 
-        from portal.compose import compose
-        from portal.settings import resolve
+        from portal.outbox.compose import compose
+        from portal.settings.resolution import resolve
 
         return compose(
             resolve(None),
@@ -295,7 +295,7 @@ class Bench:
 
     def _set_grouping(self, on: bool) -> None:
         from portal.extensions import db
-        from portal.settings import global_config
+        from portal.settings.resolution import global_config
 
         global_config().group_sends = on
         db.session.commit()
@@ -304,22 +304,22 @@ class Bench:
         """Empty the outbox and the RQ keys between phases."""
         from sqlalchemy import delete
 
-        from portal import jobs
+        from portal import redis_client
         from portal.extensions import db
         from portal.models import OutboxMessage
 
         db.session.execute(delete(OutboxMessage))
         db.session.commit()
-        redis = jobs.redis_connection()
+        redis = redis_client.connection()
         for pattern in ("rq:*", "portal:*"):
             keys = list(redis.scan_iter(match=pattern, count=1000))
             for start in range(0, len(keys), 500):
                 redis.delete(*keys[start : start + 500])
 
     def _send(self, i: int):
-        from portal import mail
+        from portal import outbox
 
-        return mail.send(None, to=[RECIPIENT], subject=f"bench {i:05d}", text=self.body)
+        return outbox.send(None, to=[RECIPIENT], subject=f"bench {i:05d}", text=self.body)
 
     def _wait_final(self, after_id: int, expected: int, workers: Workers) -> tuple[float, dict]:
         """Wait until `expected` rows past after_id are final; return the last sent_at (epoch)."""
@@ -620,12 +620,12 @@ def main() -> None:
             )
             bench = Bench(args, work, sink_port)
             stack.enter_context(bench.app.app_context())
-            from portal import jobs
+            from portal import redis_client
             from portal.extensions import db
 
             stack.callback(db.engine.dispose)
             stack.callback(db.session.remove)
-            stack.callback(lambda: jobs.redis_connection(bench.app).close())
+            stack.callback(lambda: redis_client.connection(bench.app).close())
             bench.setup()
             if args.redis:
                 bench._reset()

@@ -6,39 +6,6 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEntry, Company, User
 
-FIELD_LABELS = {
-    "host": "Host",
-    "port": "Port",
-    "security": "Security",
-    "auth_enabled": "Authentication",
-    "username": "User",
-    "password": "Password",
-    "auth_method": "Authentication method",
-    "oauth_client_id": "Client ID",
-    "client_secret": "Client secret",
-    "oauth_authorize_url": "Authorization endpoint",
-    "oauth_token_url": "Token endpoint",
-    "oauth_revoke_url": "Revocation endpoint",
-    "oauth_scopes": "Scopes",
-    "oauth": "OAuth2 authorization",
-    "default_sender_enabled": "Default sender",
-    "sender_address": "Sender address",
-    "sender_name": "Sender name",
-    "all_use_default_sender": "All notifications use the default sender",
-    "group_sends": "Group sends every 2 s",
-    "timeout_seconds": "SMTP timeout",
-    "reply_to": "Reply-To",
-    "footer_html": "HTML footer",
-    "use_own_mail_settings": "Use company-specific mail settings",
-    "egress_allowlist": "Allowed internal relays",
-    "egress_extra_ports": "Additional SMTP ports",
-    "retention_days": "Keep sent mail (days)",
-    "server": "Server",
-    "result": "Result",
-    "name": "Name",
-    "email": "Email",
-}
-
 
 def record(action: str, changes: dict, actor: User | None, company: Company | None) -> None:
     """Add an audit row to the current transaction when something changed."""

@@ -1,27 +1,17 @@
-"""The `portal` console command: database, users, companies and the demo."""
+"""The `portal` console's own commands: users, companies, the demo and a test mail."""
 
 import secrets
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from portal import accounts, demo, mail
+from portal import accounts, demo
 from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import Company, User
-
-
-def _create_app():
-    from portal import create_app
-
-    return create_app()
-
-
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True)
-def main() -> None:
-    """Manage the mail settings portal."""
+from portal.outbox import intake
 
 
 @click.command("create-superuser")
@@ -74,7 +64,7 @@ def send_mail(company_name: str | None, to: tuple[str, ...], subject: str, text:
         if company is None:
             raise click.ClickException(f"no company named {company_name!r}")
     try:
-        message = mail.send(company, to=list(to), subject=subject, text=text)
+        message = intake.send(company, to=list(to), subject=subject, text=text)
     except MailValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"queued mail {message.id} {message.message_id}")

@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from portal import accounts
 from portal.extensions import db
-from portal.mailconfig import ensure_global_config
 from portal.models import Company, User
+from portal.settings.saving import ensure_global_config
 
 SUPERUSER_EMAIL = "wcmadmin@example.com"
 COMPANIES = (("Acme Ltd", "admin@acme.example.com"), ("Globex Corp", "admin@globex.example.com"))

@@ -13,9 +13,11 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
-from portal import create_app, jobs, retention
+from portal import redis_client
+from portal.app import create_app
 from portal.delivery import sweep
 from portal.extensions import db
+from portal.outbox import handoff, retention
 
 log = logging.getLogger(__name__)
 DEFAULT_PROCESSES = 2
@@ -81,13 +83,13 @@ def main(processes: int | None = None) -> None:
     processes = processes or int(os.environ.get("PORTAL_WORKER_PROCESSES", DEFAULT_PROCESSES))
     rq.worker.base.RQScheduler = FineScheduler  # before the pool forks its workers
     app = create_app()
-    connection = jobs.redis_connection(app)
+    connection = redis_client.connection(app)
     sweeper = multiprocessing.Process(
         target=run_sweeper, args=(app.config["MAIL_SWEEP_SECONDS"],), name="sweeper", daemon=True
     )
     sweeper.start()
     pool = WorkerPool(
-        [jobs.QUEUE_NAME],
+        [handoff.QUEUE_NAME],
         connection=connection,
         num_workers=processes,
         worker_class=PortalWorker,

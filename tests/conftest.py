@@ -16,7 +16,8 @@ from flask_migrate import upgrade
 from playwright.sync_api import Page, sync_playwright
 from werkzeug.serving import make_server
 
-from portal import accounts, create_app, jobs
+from portal import accounts, redis_client
+from portal.app import create_app
 from portal.extensions import db
 from portal.models import Company, User
 
@@ -89,8 +90,8 @@ def app(app_config, migrated):
     app = create_app(app_config)
     with app.app_context():
         yield app
-        jobs.redis_connection(app).flushdb()
-        jobs.redis_connection(app).close()
+        redis_client.connection(app).flushdb()
+        redis_client.connection(app).close()
         db.session.rollback()
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())

@@ -9,9 +9,10 @@ from email import policy
 import pytest
 from sqlalchemy import func, select
 
-from portal import api, apikeys
 from portal.extensions import db
+from portal.keys import api_keys
 from portal.models import IdempotencyRecord, MailConfig, OutboxMessage
+from portal.web import api
 
 MESSAGES = "/api/v1/messages"
 PDF = b"%PDF-1.4 fake invoice\n"
@@ -34,7 +35,7 @@ def mail_settings(app):
 
 
 def new_key(company, user=None, name="Service") -> str:
-    _, token = apikeys.create(company, name, user)
+    _, token = api_keys.create(company, name, user)
     db.session.commit()
     return token
 
@@ -195,7 +196,7 @@ def test_a_key_whose_first_request_never_finished_answers_409(
     client, people, acme_key, monkeypatch
 ):
     monkeypatch.setattr(api, "REPLAY_WAIT_SECONDS", 0.1)
-    (key,) = apikeys.company_keys(people.acme)
+    (key,) = api_keys.company_keys(people.acme)
     db.session.add(IdempotencyRecord(api_key_id=key.id, key="lost"))
     db.session.commit()
     headers = auth(acme_key, **{"Idempotency-Key": "lost"})
@@ -227,7 +228,7 @@ def test_bad_keys_are_refused(client, acme_key, headers, method):
 
 def test_revoked_keys_stop_working(client, as_acme, people, acme_key):
     assert client.post(MESSAGES, json=mail_body(), headers=auth(acme_key)).status_code == 202
-    (key,) = apikeys.company_keys(people.acme)
+    (key,) = api_keys.company_keys(people.acme)
     as_acme.post(f"/companies/{people.acme.id}/api-keys/{key.id}/revoke", {}, htmx=True)
     response = client.post(MESSAGES, json=mail_body(), headers=auth(acme_key))
     assert response.status_code == 401 and response.json["error"]
@@ -239,7 +240,7 @@ def test_a_portal_session_is_no_api_key(as_acme, acme_key):
 
 
 def test_last_used_is_noted(client, people, acme_key):
-    (key,) = apikeys.company_keys(people.acme)
+    (key,) = api_keys.company_keys(people.acme)
     assert key.last_used_at is None
     client.get(f"{MESSAGES}/1", headers=auth(acme_key))
     db.session.expire_all()

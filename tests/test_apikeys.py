@@ -6,8 +6,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal import apikeys
 from portal.extensions import db
+from portal.keys import api_keys
 from portal.models import ApiKey, AuditEntry
 
 KEY = re.compile(r'id="new-api-key">(pk_[A-Za-z0-9_-]+)<')
@@ -105,7 +105,7 @@ def test_revoke_without_htmx_goes_back_to_the_list(as_acme, people):
 
 
 def test_other_companies_keys_are_not_found(as_globex, people):
-    key, _ = apikeys.create(people.acme, "Acme's", people.acme_admin)
+    key, _ = api_keys.create(people.acme, "Acme's", people.acme_admin)
     db.session.commit()
     assert as_globex.get(url(people.acme)).status_code == 404
     assert as_globex.post(url(people.acme), {"name": "Mine"}, htmx=True).status_code == 404

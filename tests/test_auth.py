@@ -1,4 +1,4 @@
-from portal.auth import MSG_BAD_LOGIN
+from portal.web.auth import MSG_BAD_LOGIN
 
 
 def test_login_lands_superuser_on_companies(browser, people):

@@ -9,7 +9,7 @@ from smtp_servers import RecordingHandler, smtp_server
 from test_browser import log_in, shot, switch_on
 from test_delivery import allow_test_server
 
-from portal.connection_test import TEST_SUBJECT
+from portal.delivery.connection_check import TEST_SUBJECT
 
 pytestmark = pytest.mark.browser
 

@@ -6,7 +6,7 @@ from smtp_servers import smtp_server
 from test_browser import assert_not_reloaded, log_in, mark_window, shot
 from test_delivery import configure
 
-from portal import delivery, mail
+from portal import delivery, outbox
 
 pytestmark = pytest.mark.browser
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.browser
 def test_a_queued_mail_turns_sent_in_the_open_log(page, people):
     with smtp_server() as server:
         configure(people.acme, port=server.port, sender_address="mail@acme.example.com")
-        queued = mail.send(
+        queued = outbox.send(
             people.acme, to=["ann@example.org"], subject="Welcome aboard", text="Hello Ann"
         )
         log_in(page, people.acme_admin.email)

@@ -4,7 +4,7 @@ from portal import accounts
 from portal.demo import SUPERUSER_EMAIL
 from portal.extensions import db
 from portal.models import Company, User
-from portal.settings import global_config
+from portal.settings.resolution import global_config
 
 
 def test_create_superuser(app):

@@ -2,9 +2,9 @@ import re
 
 from sqlalchemy import select
 
-from portal.companies import MSG_NAME_TAKEN, MSG_OTHER_COMPANY, MSG_SUPERUSER
 from portal.extensions import db
 from portal.models import AuditEntry, Company, User
+from portal.web.companies import MSG_NAME_TAKEN, MSG_OTHER_COMPANY, MSG_SUPERUSER
 
 
 def test_superuser_lists_companies(as_superuser, people):

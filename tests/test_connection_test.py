@@ -30,14 +30,15 @@ from sqlalchemy import select
 from test_delivery import allow_test_server, certs  # noqa: F401 - certs is a fixture
 from test_mail_settings import VALID, company_data
 
-from portal import jobs, probe
-from portal.connection_test import LOCK_KEY, TEST_SUBJECT
-from portal.egress import EgressPolicy
+from portal import redis_client
+from portal.delivery.connection_check import LOCK_KEY, TEST_SUBJECT
 from portal.extensions import db
-from portal.mailconfig import MSG_PASSWORD_AGAIN
 from portal.models import AuditEntry, MailConfig
-from portal.smtp import SmtpConfig
-from portal.smtp_errors import secrets_of
+from portal.settings.saving import MSG_PASSWORD_AGAIN
+from portal.wire import probe
+from portal.wire.config import SmtpConfig
+from portal.wire.egress import EgressPolicy
+from portal.wire.errors import secrets_of
 
 GLOBAL_TEST = "/settings/mail/test"
 RECIPIENT = "check@example.org"
@@ -709,7 +710,7 @@ def test_too_many_tests_by_one_user(as_superuser, people, server, web, limit):
 
 
 def test_one_running_test_per_company(as_acme, app, people, server):
-    redis = jobs.redis_connection(app)
+    redis = redis_client.connection(app)
     key = LOCK_KEY.format(people.acme.id)
     assert key == f"portal:test-running:{people.acme.id}"
     redis.set(key, 1, ex=60)  # another web worker is testing Acme's settings
@@ -729,11 +730,11 @@ def test_one_running_test_per_company(as_acme, app, people, server):
 
 
 def test_lock_of_one_company_does_not_block_the_global_page(as_superuser, app, people, server):
-    jobs.redis_connection(app).set(LOCK_KEY.format(people.acme.id), 1, ex=60)
+    redis_client.connection(app).set(LOCK_KEY.format(people.acme.id), 1, ex=60)
     response = as_superuser.post(GLOBAL_TEST, global_form(server.port), htmx=True)
     assert response.status_code == 200 and "Connection works." in response.text
 
-    jobs.redis_connection(app).set(LOCK_KEY.format("global"), 1, ex=60)
+    redis_client.connection(app).set(LOCK_KEY.format("global"), 1, ex=60)
     response = as_superuser.post(GLOBAL_TEST, global_form(server.port), htmx=True)
     assert response.status_code == 429 and "already running" in response.text
 

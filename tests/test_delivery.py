@@ -10,10 +10,11 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from smtp_servers import RecordingHandler, make_certs, raw_server, server_context, smtp_server
 
-from portal import crypto, delivery, jobs, mail
+from portal import crypto, delivery, outbox, redis_client
 from portal.extensions import db
 from portal.models import MailConfig, OutboxMessage, as_utc, utcnow
-from portal.settings import global_config
+from portal.outbox import handoff
+from portal.settings.resolution import global_config
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +67,7 @@ def configure(company=None, **values) -> MailConfig:
 def queue(company, n=1, **kwargs) -> list[OutboxMessage]:
     fields = {"to": ["rcpt@example.org"], "subject": "Hello", "text": "Body", **kwargs}
     return [
-        mail.send(company, **{**fields, "subject": f"{fields['subject']} {i}"}) for i in range(n)
+        outbox.send(company, **{**fields, "subject": f"{fields['subject']} {i}"}) for i in range(n)
     ]
 
 
@@ -137,8 +138,8 @@ def test_temporary_refusal_defers_with_backoff_and_schedules_a_retry(app, people
     assert stored.status == "deferred" and reply.split()[0] in stored.last_reply
     wait = as_utc(stored.next_attempt_at) - utcnow()
     assert timedelta(seconds=50) < wait <= timedelta(seconds=60)
-    scheduled = ScheduledJobRegistry(queue=jobs.mail_queue(app)).get_job_ids()
-    assert [jobs.mail_queue(app).fetch_job(j).args for j in scheduled] == [[message.id]]
+    scheduled = ScheduledJobRegistry(queue=handoff.mail_queue(app)).get_job_ids()
+    assert [handoff.mail_queue(app).fetch_job(j).args for j in scheduled] == [[message.id]]
 
 
 def test_backoff_doubles_up_to_the_ceiling_then_gives_up(app, people):
@@ -175,7 +176,7 @@ def test_permanent_refusal_fails_without_retry(app, people, handler, code):
         delivery.deliver(message.id)
     stored = row(message)
     assert stored.status == "failed" and code in stored.last_reply
-    assert ScheduledJobRegistry(queue=jobs.mail_queue(app)).get_job_ids() == []
+    assert ScheduledJobRegistry(queue=handoff.mail_queue(app)).get_job_ids() == []
 
 
 def test_one_refused_recipient_of_three_fails_alone(app, people):
@@ -219,7 +220,7 @@ def test_no_answer_after_the_final_dot_is_unknown_never_resent(app, people):
         delivery.deliver(message.id)
     stored = row(message)
     assert stored.status == "unknown"
-    assert ScheduledJobRegistry(queue=jobs.mail_queue(app)).get_job_ids() == []
+    assert ScheduledJobRegistry(queue=handoff.mail_queue(app)).get_job_ids() == []
 
 
 @pytest.mark.parametrize("kind", ["silent", "trickle", "no_starttls"])
@@ -257,11 +258,13 @@ def test_a_large_group_is_split_into_sessions_of_the_group_size(app, people, ser
     app.config["MAIL_GROUP_MAX"] = 3
     configure(port=server.port, group_sends=True)
     messages = queue(people.acme, 7)
-    jobs.mail_queue(app).empty()  # the scheduled flush; run the group now instead
+    handoff.mail_queue(app).empty()  # the scheduled flush; run the group now instead
     delivery.deliver_group(messages[0].group_key)
     # A full session hands the rest to the next job, which any worker may take.
     SimpleWorker(
-        [jobs.mail_queue(app)], connection=jobs.redis_connection(app), serializer=JSONSerializer
+        [handoff.mail_queue(app)],
+        connection=redis_client.connection(app),
+        serializer=JSONSerializer,
     ).work(burst=True)
     assert [len(c.messages) for c in server.handler.connections] == [3, 3, 1]
     assert {row(m).status for m in messages} == {"sent"}
@@ -283,9 +286,9 @@ def test_sweep_requeues_mail_of_a_dead_worker_and_delivers_it(app, people, serve
     stored.status, stored.lease_until = "sending", utcnow() - timedelta(seconds=1)
     stored.created_at = utcnow() - timedelta(minutes=5)
     db.session.commit()
-    jobs.mail_queue(app).empty()  # Redis lost the job too
+    handoff.mail_queue(app).empty()  # Redis lost the job too
     assert delivery.sweep() == {"released": 1, "handed": 1}
-    (job,) = jobs.mail_queue(app).get_jobs()
+    (job,) = handoff.mail_queue(app).get_jobs()
     delivery.deliver(*job.args)
     assert row(message).status == "sent" and len(server.handler.messages) == 1
 
@@ -293,9 +296,9 @@ def test_sweep_requeues_mail_of_a_dead_worker_and_delivers_it(app, people, serve
 def test_claims_are_exclusive(app, people, server):
     configure(port=server.port)
     (message,) = queue(people.acme)
-    from portal import outbox
+    from portal.outbox import store
 
-    assert outbox.claim(ids=[message.id]) == [message.id]
-    assert outbox.claim(ids=[message.id]) == []
+    assert store.claim(ids=[message.id]) == [message.id]
+    assert store.claim(ids=[message.id]) == []
     delivery.deliver(message.id)  # already being sent elsewhere: nothing happens
     assert server.handler.messages == []

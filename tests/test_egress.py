@@ -5,14 +5,14 @@ import socket
 
 import pytest
 
-from portal.egress import (
+from portal.exceptions import PortalError
+from portal.wire.egress import (
     DEFAULT_SMTP_PORTS,
     EgressError,
     EgressPolicy,
     resolve_checked,
     system_resolver,
 )
-from portal.exceptions import PortalError
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"

@@ -1,4 +1,4 @@
-"""portal.mail.send: validation, the sender rules, the outbox row, and the hand-off to RQ."""
+"""portal.outbox.send: validation, the sender rules, the outbox row, and the hand-off to RQ."""
 
 import email
 import json
@@ -9,10 +9,11 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.registry import ScheduledJobRegistry
 
-from portal import crypto, jobs, mail
+from portal import crypto, outbox, redis_client
 from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import MailConfig, OutboxMessage, User
+from portal.outbox import handoff
 
 
 @pytest.fixture
@@ -49,11 +50,11 @@ def address(headers, name: str) -> tuple[str, str] | None:
 
 
 def queued_jobs(app):
-    return jobs.mail_queue(app).get_jobs()
+    return handoff.mail_queue(app).get_jobs()
 
 
 def test_system_mail_comes_from_the_default_sender(app, global_settings, people):
-    message = mail.send(people.acme, to=["a@customer.example.org"], subject="Hi", text="Hello")
+    message = outbox.send(people.acme, to=["a@customer.example.org"], subject="Hi", text="Hello")
     headers = parsed(message)
     assert address(headers, "From") == ("Example Portal", "noreply@example.com")
     assert address(headers, "Sender") is None
@@ -67,14 +68,18 @@ def test_user_of_the_same_domain_sends_as_themselves(app, global_settings, peopl
     user = User(email="ann@example.com", name="Ann Smith", company=people.acme)
     db.session.add(user)
     db.session.commit()
-    headers = parsed(mail.send(people.acme, to=["x@example.org"], subject="s", text="t", user=user))
+    headers = parsed(
+        outbox.send(people.acme, to=["x@example.org"], subject="s", text="t", user=user)
+    )
     assert address(headers, "From") == ("Ann Smith", "ann@example.com")
     assert address(headers, "Sender") == ("Example Portal", "noreply@example.com")
 
 
 def test_user_of_another_domain_is_sent_on_behalf_with_reply_to(app, global_settings, people):
     user = people.acme_admin  # admin@acme.example.com, not example.com
-    headers = parsed(mail.send(people.acme, to=["x@example.org"], subject="s", text="t", user=user))
+    headers = parsed(
+        outbox.send(people.acme, to=["x@example.org"], subject="s", text="t", user=user)
+    )
     assert address(headers, "From") == (f"{user.name} (via Acme Ltd)", "noreply@example.com")
     assert address(headers, "Reply-To") == (user.name, user.email)
 
@@ -82,7 +87,7 @@ def test_user_of_another_domain_is_sent_on_behalf_with_reply_to(app, global_sett
 def test_all_notifications_use_the_default_sender(app, global_settings, people):
     global_settings.all_use_default_sender = True
     db.session.commit()
-    message = mail.send(
+    message = outbox.send(
         people.acme, to=["x@example.org"], subject="s", text="t", user=people.acme_admin
     )
     headers = parsed(message)
@@ -91,14 +96,14 @@ def test_all_notifications_use_the_default_sender(app, global_settings, people):
 
 
 def test_explicit_reply_to_wins(app, global_settings, people):
-    message = mail.send(
+    message = outbox.send(
         people.acme, to=["x@example.org"], subject="s", text="t", reply_to="desk@acme.example.com"
     )
     assert parsed(message)["Reply-To"] == "desk@acme.example.com"
 
 
 def test_footer_is_appended_to_text_and_html(app, global_settings, people):
-    message = mail.send(
+    message = outbox.send(
         people.acme, to=["x@example.org"], subject="s", text="Body", html="<p>Body</p>"
     )
     leaves = [part for part in parsed(message).walk() if not part.is_multipart()]
@@ -118,21 +123,21 @@ def test_company_settings_give_the_company_sender(app, global_settings, people):
     )
     people.acme.use_own_mail_settings = True
     db.session.commit()
-    acme = mail.send(people.acme, to=["x@example.org"], subject="s", text="t")
-    globex = mail.send(people.globex, to=["x@example.org"], subject="s", text="t")
+    acme = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
+    globex = outbox.send(people.globex, to=["x@example.org"], subject="s", text="t")
     assert address(parsed(acme), "From") == ("Acme", "mail@acme.example.com")
     assert address(parsed(globex), "From") == ("Example Portal", "noreply@example.com")
 
 
 def test_attachments_and_bcc(app, global_settings, people):
-    message = mail.send(
+    message = outbox.send(
         people.acme,
         to=["to@example.org"],
         cc=["cc@example.org"],
         bcc=["hidden@example.org"],
         subject="Report",
         text="See attached",
-        attachments=[mail.Attachment("report.csv", "text/csv", b"a,b\n1,2\n")],
+        attachments=[outbox.Attachment("report.csv", "text/csv", b"a,b\n1,2\n")],
     )
     headers = parsed(message)
     assert "hidden@example.org" not in message.raw.decode()
@@ -156,7 +161,7 @@ def test_attachments_and_bcc(app, global_settings, people):
 def test_invalid_mail_is_refused_and_nothing_stored(app, global_settings, people, kwargs, field):
     arguments = {"to": ["x@example.org"], "subject": "s", "text": "t", **kwargs}
     with pytest.raises(MailValidationError) as raised:
-        mail.send(people.acme, **arguments)
+        outbox.send(people.acme, **arguments)
     assert field in raised.value.errors
     assert db.session.query(OutboxMessage).count() == 0
     assert queued_jobs(app) == []
@@ -165,24 +170,24 @@ def test_invalid_mail_is_refused_and_nothing_stored(app, global_settings, people
 def test_too_large_mail_is_refused(app, global_settings, people):
     app.config["MAIL_MAX_MESSAGE_BYTES"] = 10_000
     with pytest.raises(MailValidationError) as raised:
-        mail.send(people.acme, to=["x@example.org"], subject="s", text="x" * 20_000)
+        outbox.send(people.acme, to=["x@example.org"], subject="s", text="x" * 20_000)
     assert "size" in raised.value.errors
 
 
 def test_no_sender_configured_is_a_clear_error(app, people):
     with pytest.raises(MailValidationError) as raised:
-        mail.send(people.acme, to=["x@example.org"], subject="s", text="t")
+        outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
     assert raised.value.errors == {"from": "No sender address is configured for this company."}
 
 
 def test_row_is_committed_and_the_job_carries_only_its_id(app, global_settings, people):
-    message = mail.send(people.acme, to=["x@example.org"], subject="s", text="t")
+    message = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
     db.session.expire_all()
     stored = db.session.get(OutboxMessage, message.id)
     assert stored.status == "queued" and stored.group_key is None
     (job,) = queued_jobs(app)
     assert job.func_name == "portal.delivery.deliver" and job.args == [message.id]
-    stored_job = zlib.decompress(jobs.redis_connection(app).hget(f"rq:job:{job.id}", "data"))
+    stored_job = zlib.decompress(redis_client.connection(app).hget(f"rq:job:{job.id}", "data"))
     assert json.loads(stored_job)[2] == [message.id]  # JSON (not pickle): function, -, args
     assert b"secret" not in stored_job and b"x@example.org" not in stored_job
 
@@ -190,12 +195,12 @@ def test_row_is_committed_and_the_job_carries_only_its_id(app, global_settings, 
 def test_grouped_mail_schedules_one_flush_per_group(app, global_settings, people):
     global_settings.group_sends = True
     db.session.commit()
-    first = mail.send(people.acme, to=["x@example.org"], subject="1", text="t")
-    second = mail.send(people.globex, to=["y@example.org"], subject="2", text="t")
+    first = outbox.send(people.acme, to=["x@example.org"], subject="1", text="t")
+    second = outbox.send(people.globex, to=["y@example.org"], subject="2", text="t")
     assert first.group_key == second.group_key is not None
-    scheduled = ScheduledJobRegistry(queue=jobs.mail_queue(app))
+    scheduled = ScheduledJobRegistry(queue=handoff.mail_queue(app))
     (job_id,) = scheduled.get_job_ids()
-    assert jobs.mail_queue(app).fetch_job(job_id).args == [first.group_key]
+    assert handoff.mail_queue(app).fetch_job(job_id).args == [first.group_key]
 
 
 def test_redis_down_keeps_the_mail_for_the_sweep(app, global_settings, people, monkeypatch):
@@ -203,8 +208,8 @@ def test_redis_down_keeps_the_mail_for_the_sweep(app, global_settings, people, m
         raise RedisConnectionError("Redis is down")
 
     # A real Redis cannot be made to fail on cue; the queue call is where the outage bites.
-    monkeypatch.setattr(jobs.Queue, "enqueue", refuse)
-    message = mail.send(people.acme, to=["x@example.org"], subject="s", text="t")
+    monkeypatch.setattr(handoff.Queue, "enqueue", refuse)
+    message = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
     monkeypatch.undo()
     db.session.expire_all()
     assert db.session.get(OutboxMessage, message.id).status == "queued"

@@ -3,9 +3,9 @@ from sqlalchemy import select
 
 from portal import crypto
 from portal.extensions import db
-from portal.mailconfig import MSG_PASSWORD_AGAIN, MSG_PASSWORD_NEEDED, MSG_REMOVE_WITH_AUTH
 from portal.models import AuditEntry, MailConfig
-from portal.settings import global_config
+from portal.settings.resolution import global_config
+from portal.settings.saving import MSG_PASSWORD_AGAIN, MSG_PASSWORD_NEEDED, MSG_REMOVE_WITH_AUTH
 
 GLOBAL_URL = "/settings/mail"
 VALID = {

@@ -14,9 +14,10 @@ from smtp_servers import smtp_server
 from sqlalchemy import insert, select
 from test_delivery import configure
 
-from portal import delivery, jobs, mail, mailquery
+from portal import delivery, outbox
 from portal.extensions import db
 from portal.models import OutboxAttempt, OutboxMessage, utcnow
+from portal.outbox import handoff, queries
 
 ROW_ID = re.compile(r'<tr id="mail-row-(\d+)"')
 OLDER = re.compile(r'<a href="([^"]+)"[^>]*rel="next"')
@@ -195,7 +196,7 @@ def test_bad_filters_answer_422_with_the_reason(as_acme, people, query, message)
 @pytest.fixture
 def bulk(app, people) -> list:
     """3,000 mails of two companies, many sharing a created_at, ids unrelated to time order."""
-    statuses = mailquery.STATUSES
+    statuses = queries.STATUSES
     rows = []
     for i in range(3000):
         subject = f"Invoice {i}" if i % 10 == 0 else f"Bulk {i}"
@@ -236,7 +237,7 @@ def walk(browser, url: str) -> tuple[list[int], int]:
         page = browser.get(url, htmx=True)
         assert page.status_code == 200
         shown = shown_ids(page.text)
-        assert 0 < len(shown) <= mailquery.DEFAULT_PAGE_SIZE
+        assert 0 < len(shown) <= queries.DEFAULT_PAGE_SIZE
         ids += shown
         pages += 1
         url = older_link(page.text)
@@ -249,7 +250,7 @@ def test_keyset_pages_of_a_company_have_no_gaps_or_duplicates(as_acme, people, b
     url = f"/companies/{people.acme.id}/mail" + (f"?status={status}" if status else "")
     ids, pages = walk(as_acme, url)
     assert ids == expected  # newest first, (created_at, id) descending, all of them once
-    assert pages == -(-len(expected) // mailquery.DEFAULT_PAGE_SIZE)
+    assert pages == -(-len(expected) // queries.DEFAULT_PAGE_SIZE)
 
 
 def test_keyset_pages_of_a_search_keep_the_filter(as_acme, people, bulk):
@@ -257,13 +258,13 @@ def test_keyset_pages_of_a_search_keep_the_filter(as_acme, people, bulk):
         r.id for r in bulk if r.company_id == people.acme.id and "invoice" in r.subject.lower()
     ]
     ids, _ = walk(as_acme, f"/companies/{people.acme.id}/mail?q=invoice")
-    assert ids == expected and len(expected) > mailquery.DEFAULT_PAGE_SIZE
+    assert ids == expected and len(expected) > queries.DEFAULT_PAGE_SIZE
 
 
 def test_keyset_pages_of_everything_for_the_superuser(app, people, bulk):
     ids, cursor = [], None
     while True:
-        page = mailquery.page(mailquery.LogFilter(mailquery.ALL), cursor)
+        page = queries.page(queries.LogFilter(queries.ALL), cursor)
         ids += [row.id for row in page.rows]
         if page.next_cursor is None:
             break
@@ -273,14 +274,14 @@ def test_keyset_pages_of_everything_for_the_superuser(app, people, bulk):
 
 def test_cursor_is_opaque_and_round_trips(app):
     moment = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    token = mailquery.encode_cursor(moment, 42)
+    token = queries.encode_cursor(moment, 42)
     assert "|" not in token and base64.urlsafe_b64decode(token + "==").endswith(b"|42")
-    assert mailquery.decode_cursor(token) == (moment, 42)
+    assert queries.decode_cursor(token) == (moment, 42)
 
 
 def test_list_queries_do_not_load_raw(app, people):
     add_mail(people.acme)
-    page = mailquery.page(mailquery.LogFilter(people.acme.id))
+    page = queries.page(queries.LogFilter(people.acme.id))
     assert "raw" not in page.rows[0]._fields
 
 
@@ -289,7 +290,7 @@ def test_list_queries_do_not_load_raw(app, people):
 
 def test_detail_shows_headers_text_attachments_attempts_and_results(as_acme, people):
     configure(people.acme, port=2525, sender_address="mail@acme.example.com", reply_to=None)
-    sent = mail.send(
+    sent = outbox.send(
         people.acme,
         to=["ann@example.org"],
         cc=["cc@example.org"],
@@ -297,7 +298,7 @@ def test_detail_shows_headers_text_attachments_attempts_and_results(as_acme, peo
         subject="Quarterly <report>",
         text="Hello <script>alert(1)</script> & goodbye",
         reply_to="replies@acme.example.com",
-        attachments=[mail.Attachment("report.pdf", "application/pdf", b"%" * 1234)],
+        attachments=[outbox.Attachment("report.pdf", "application/pdf", b"%" * 1234)],
     )
     message = stored(sent.id)
     message.status = "sent"
@@ -375,13 +376,13 @@ def test_detail_never_shows_a_bcc_header_even_if_the_raw_mail_has_one(as_acme, p
 def handed(monkeypatch) -> list[tuple]:
     """Each hand-off to the worker, recorded (Redis may be shared with other runs)."""
     calls = []
-    real = jobs.hand_off
+    real = handoff.hand_off
 
     def record(message_id, group_key, **kwargs):
         calls.append((message_id, group_key))
         return real(message_id, group_key, **kwargs)
 
-    monkeypatch.setattr(jobs, "hand_off", record)
+    monkeypatch.setattr(handoff, "hand_off", record)
     return calls
 
 
@@ -391,7 +392,7 @@ def resend(browser, *ids):
 
 def test_resending_a_sent_mail_makes_a_new_one_that_arrives(as_acme, people, server, handed):
     configure(people.acme, port=server.port, sender_address="mail@acme.example.com")
-    original = mail.send(people.acme, to=["ann@example.org"], subject="Receipt", text="Thanks")
+    original = outbox.send(people.acme, to=["ann@example.org"], subject="Receipt", text="Thanks")
     delivery.deliver(original.id)
     assert stored(original.id).status == "sent"
 
@@ -415,7 +416,7 @@ def test_resending_a_sent_mail_makes_a_new_one_that_arrives(as_acme, people, ser
 
 def test_resending_a_failed_mail_requeues_the_same_row_and_delivers_it(as_acme, people, server):
     configure(people.acme, port=server.port)
-    failed = mail.send(
+    failed = outbox.send(
         people.acme, to=["a@example.org", "b@example.org"], subject="Retry me", text="x"
     )
     row = stored(failed.id)

@@ -17,11 +17,13 @@ from test_connection_test import steps
 from test_delivery import allow_test_server, certs, queue, row  # noqa: F401 - certs: a fixture
 from test_mail_settings import VALID
 
-from portal import crypto, delivery, jobs, tokens
+from portal import crypto, delivery, redis_client
 from portal.exceptions import ReauthorizationNeededError
 from portal.extensions import db
+from portal.keys import tokens
 from portal.models import AuditEntry, MailConfig, OAuthGrant, OutboxMessage, utcnow
-from portal.settings import global_config
+from portal.outbox import handoff
+from portal.settings.resolution import global_config
 
 GLOBAL_URL = "/settings/mail"
 GLOBAL_AUTHORIZE = "/settings/mail/oauth/authorize"
@@ -186,7 +188,9 @@ def test_invalid_grant_defers_mail_until_authorized_again(connected, provider, s
     assert f"Connected as {MAILBOX}. 2 waiting mails are on their way." in flashed
     assert not grant().reauth_needed
     worker = SimpleWorker(
-        [jobs.mail_queue(app)], connection=jobs.redis_connection(app), serializer=JSONSerializer
+        [handoff.mail_queue(app)],
+        connection=redis_client.connection(app),
+        serializer=JSONSerializer,
     )
     worker.work(burst=True)
     assert {row(m).status for m in messages} == {"sent"}
@@ -299,7 +303,7 @@ def test_no_token_or_secret_in_pages_logs_or_jobs(connected, provider, smtp, peo
         seen.append(connected.post(GLOBAL_URL, form, htmx=True).text)
         seen.append(connected.post("/settings/mail/test", form, htmx=True).text)
         (message,) = queue(people.acme)
-        redis = jobs.redis_connection(app)
+        redis = redis_client.connection(app)
         seen += [repr(redis.hgetall(key)) for key in redis.keys("rq:job:*")]
         delivery.deliver(message.id)
         seen.append(connected.get(f"/mail/{message.id}").text)

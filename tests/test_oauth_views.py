@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from test_mail_settings import GLOBAL_URL, VALID, company_data, company_url, saved_global
 
 from portal import crypto
-from portal.connection_test import MSG_AUTHORIZE_FIRST
+from portal.delivery.connection_check import MSG_AUTHORIZE_FIRST
 from portal.extensions import db
-from portal.mailconfig import MSG_PASSWORD_NEEDED, MSG_SECRET_AGAIN, MSG_SECRET_NEEDED
 from portal.models import AuditEntry, MailConfig, OAuthGrant
-from portal.oauth_views import MSG_SAVE_FIRST
+from portal.settings.saving import MSG_PASSWORD_NEEDED, MSG_SECRET_AGAIN, MSG_SECRET_NEEDED
+from portal.web.oauth_connect import MSG_SAVE_FIRST
 
 AUTHORIZE = "/settings/mail/oauth/authorize"
 SECRET = "client-secret-0123456789"

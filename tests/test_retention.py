@@ -8,9 +8,10 @@ from sqlalchemy import select
 from test_delivery import configure, queue, row
 from test_mail_settings import VALID
 
-from portal import delivery, retention
+from portal import delivery
 from portal.extensions import db
 from portal.models import OutboxAttempt, OutboxMessage, utcnow
+from portal.outbox import retention
 
 
 def aged(message, status: str, days: int) -> None:

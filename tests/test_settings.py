@@ -4,7 +4,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import MailConfig
-from portal.settings import DEFAULTS, env_seed, resolve
+from portal.settings.resolution import DEFAULTS, env_seed, resolve
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from smtp_servers import (  # tests/smtpd.py: the test directory comes first on 
     smtp_server,
 )
 
-from portal.smtp import Delivery, SmtpConfig, SmtpSession
-from portal.smtp_errors import (
+from portal.wire.config import SmtpConfig
+from portal.wire.errors import (
     SmtpAuthError,
     SmtpConnectError,
     SmtpError,
@@ -34,6 +34,7 @@ from portal.smtp_errors import (
     SmtpTlsError,
     SmtpUnknownOutcomeError,
 )
+from portal.wire.session import Delivery, SmtpSession
 
 SENDER, TO = "app@example.test", "alice@example.test"
 MESSAGE = b"From: app@example.test\r\nSubject: Hi\r\n\r\nHello\r\n.a line starting with a dot\r\n"

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from test_delivery import configure
 
 from portal import accounts, delivery
-from portal.auth import MSG_RESET_SENT
 from portal.extensions import db
 from portal.models import Company, OutboxMessage, User
+from portal.web.auth import MSG_RESET_SENT
 
 NEW_PASSWORD = "a long new passphrase"
 LINK = re.compile(r"http://portal\.test(/set-password/[A-Za-z0-9_.\-]+)")

@@ -20,11 +20,12 @@ from test_oauth import (  # noqa: F401 - provider, smtp and connected are fixtur
     stored_refresh_token,
 )
 
-from portal import delivery, tokens
+from portal import delivery
 from portal.exceptions import OAuthTokenError
 from portal.extensions import db
+from portal.keys import tokens
 from portal.models import OAuthGrant, OutboxMessage, utcnow
-from portal.settings import global_config
+from portal.settings.resolution import global_config
 
 
 def test_cached_token_serves_many_mails_without_refresh(connected, provider, smtp, people):

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from test_delivery import certs, configure, queue, row  # noqa: F401 - certs is a fixture
 from test_oauth import connected, consent, provider, smtp  # noqa: F401 - fixtures
 
-from portal import jobs
+from portal import redis_client
 from portal.extensions import db
 from portal.models import FINAL_STATUSES, OAuthGrant, OutboxMessage, utcnow
 
@@ -147,7 +147,7 @@ def test_mail_survives_a_flushed_redis(workers, people):
     with smtp_server() as server:
         configure(port=server.port, group_sends=True)
         queue(people.acme, 20)
-        jobs.redis_connection().flushdb()  # the hand-offs and the scheduled flush are gone
+        redis_client.connection().flushdb()  # the hand-offs and the scheduled flush are gone
         workers.start()
         wait_until_final(20)
     assert set(message_ids(server.handler)) == all_message_ids()

@@ -1,0 +1,110 @@
+"""Assembly: create_app() wires config, extensions, blueprints and CLI; `main` is the console."""
+
+import os
+import secrets
+from pathlib import Path
+
+import click
+from flask import Flask, render_template
+from flask.cli import FlaskGroup
+
+from portal import cli, crypto, redis_client
+from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
+from portal.extensions import csrf, db, limiter, login_manager, migrate
+from portal.web import api, api_keys, auth, companies, mail_settings, maillog, oauth_connect
+from portal.web.labels import AUTH_METHOD_NAMES, FIELD_LABELS, SECURITY_NAMES
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: config, extensions, blueprints, CLI."""
+    test_config = test_config or {}
+    instance = test_config.get("INSTANCE_PATH") or os.environ.get("PORTAL_INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        instance_path=str(instance or DEFAULT_INSTANCE_PATH),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(Config)
+    app.config.from_mapping(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url(
+            app.config["DATABASE_URL"], Path(app.instance_path)
+        )
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    _init_limiter(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    crypto.init_app(app)
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(companies.bp)
+    app.register_blueprint(mail_settings.bp)
+    app.register_blueprint(oauth_connect.bp)
+    app.register_blueprint(maillog.bp)
+    app.register_blueprint(api_keys.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
+    cli.init_app(app)
+    app.jinja_env.globals.update(
+        FIELD_LABELS=FIELD_LABELS,
+        SECURITY_NAMES=SECURITY_NAMES,
+        AUTH_METHOD_NAMES=AUTH_METHOD_NAMES,
+    )
+    _register_error_pages(app)
+    app.after_request(_no_store)
+    return app
+
+
+def _init_limiter(app: Flask) -> None:
+    """Flask-Limiter on the same Redis as the queue (the embedded one when REDIS_URL is unset)."""
+    url = app.config.get("REDIS_URL")
+    if url:
+        storage = url.replace("unix://", "redis+unix://", 1) if url.startswith("unix:") else url
+    else:
+        storage = "redis+unix://" + str(Path(app.instance_path) / redis_client.SOCKET_NAME)
+
+        @app.before_request
+        def _start_embedded_redis() -> None:
+            # The limiter's storage must be up before any limit is checked; cached after once.
+            redis_client.connection()
+
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
+
+
+def _instance_secret(instance: Path) -> str:
+    """A session signing key kept under instance/, made on first start."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _no_store(response):
+    # Settings pages carry tenant data: keep them out of shared caches.
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _register_error_pages(app: Flask) -> None:
+    for code in (400, 403, 404, 429):
+        app.register_error_handler(
+            code, lambda exc, code=code: (render_template(f"errors/{code}.html", error=exc), code)
+        )
+
+
+@click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=True)
+def main() -> None:
+    """Manage the mail settings portal."""

@@ -1,0 +1,1 @@
+"""What opens a mailbox or the API: OAuth2 grants and their access tokens, and API keys."""

@@ -1,0 +1,66 @@
+"""The one way in for outgoing mail: validate, store in the outbox, then hand to the worker."""
+
+from collections.abc import Sequence
+
+from flask import current_app
+
+from portal.extensions import db
+from portal.models import Company, OutboxMessage, User
+from portal.outbox import handoff
+from portal.outbox.compose import Attachment, compose, config_fingerprint
+from portal.settings.resolution import resolve
+
+__all__ = ["Attachment", "send"]
+
+
+def send(
+    company: Company | None,
+    *,
+    to: Sequence[str],
+    subject: str,
+    text: str | None = None,
+    html: str | None = None,
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    reply_to: str | None = None,
+    attachments: Sequence[Attachment] = (),
+    user: User | None = None,
+) -> OutboxMessage:
+    """Queue a mail for a company (None: the global settings); user None means system mail.
+
+    Raises MailValidationError with a message per bad field; nothing is stored then.
+    The row is committed before the worker hears of it, so the worker always finds it.
+    """
+    settings = resolve(company)
+    composed = compose(
+        settings,
+        company=company,
+        user=user,
+        to=to,
+        subject=subject,
+        text=text,
+        html=html,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        attachments=attachments,
+        max_bytes=current_app.config["MAIL_MAX_MESSAGE_BYTES"],
+    )
+    message = OutboxMessage(
+        company_id=company.id if company is not None else None,
+        user_id=user.id if user is not None else None,
+        message_id=composed.message_id,
+        group_key=config_fingerprint(settings) if settings.group_sends else None,
+        envelope_from=composed.envelope_from,
+        recipients=list(composed.recipients),
+        subject=composed.subject,
+        raw=composed.raw,
+        size=len(composed.raw),
+        recipient_results={},
+    )
+    db.session.add(message)
+    db.session.flush()
+    message_id, group_key = message.id, message.group_key  # no reload after the commit
+    db.session.commit()
+    handoff.hand_off(message_id, group_key)
+    return message

@@ -1,0 +1,197 @@
+"""The one place that decides which mail settings are in force for a company."""
+
+import os
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import SECURITY_CHOICES, Company, MailConfig, oauth_in_use
+from portal.wire.egress import EgressPolicy
+
+SOURCE_COMPANY = "company"
+SOURCE_GLOBAL = "global"
+SOURCE_DEFAULT = "default"
+
+DEFAULT_PORT = 25
+DEFAULT_TIMEOUT_SECONDS = 180
+MIN_TIMEOUT_SECONDS = 10
+MAX_TIMEOUT_SECONDS = 180
+USUAL_PORTS = MappingProxyType({"none": 25, "starttls": 587, "ssl": 465})
+
+# Declared once: the value used when neither the company nor the global configuration sets one.
+DEFAULTS = MappingProxyType(
+    {
+        "host": None,
+        "port": DEFAULT_PORT,
+        "security": "none",
+        "auth_enabled": False,
+        "username": None,
+        "password_encrypted": None,
+        "auth_method": "password",
+        "oauth_client_id": None,
+        "oauth_client_secret_encrypted": None,
+        "oauth_authorize_url": None,
+        "oauth_token_url": None,
+        "oauth_revoke_url": None,
+        "oauth_scopes": None,
+        "sender_address": None,
+        "sender_name": None,
+        "group_sends": False,
+        "timeout_seconds": DEFAULT_TIMEOUT_SECONDS,
+        "reply_to": None,
+        "footer_html": None,
+        "footer_text": None,
+        "default_sender_enabled": False,
+        "all_use_default_sender": False,
+        "egress_allowlist": None,
+        "egress_extra_ports": None,
+        "retention_days": 30,
+    }
+)
+# Fields a company may set for itself when it uses its own settings.
+COMPANY_FIELDS = (
+    "host",
+    "port",
+    "security",
+    "auth_enabled",
+    "username",
+    "password_encrypted",
+    "auth_method",
+    "oauth_client_id",
+    "oauth_client_secret_encrypted",
+    "oauth_authorize_url",
+    "oauth_token_url",
+    "oauth_revoke_url",
+    "oauth_scopes",
+    "sender_address",
+    "sender_name",
+    "group_sends",
+    "timeout_seconds",
+    "reply_to",
+    "footer_html",
+    "footer_text",
+)
+GLOBAL_ONLY_FIELDS = (
+    "default_sender_enabled",
+    "all_use_default_sender",
+    "egress_allowlist",
+    "egress_extra_ports",
+    "retention_days",
+)
+# Optional fields a company leaves empty to keep the global value.
+INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    """Immutable snapshot of the settings in force, with the source of every value."""
+
+    company_id: int | None
+    host: str | None
+    port: int
+    security: str
+    auth_enabled: bool
+    username: str | None
+    password_encrypted: str | None = field(repr=False)
+    auth_method: str
+    oauth_client_id: str | None
+    oauth_client_secret_encrypted: str | None = field(repr=False)
+    oauth_authorize_url: str | None
+    oauth_token_url: str | None
+    oauth_revoke_url: str | None
+    oauth_scopes: str | None
+    sender_address: str | None
+    sender_name: str | None
+    group_sends: bool
+    timeout_seconds: int
+    reply_to: str | None
+    footer_html: str | None
+    footer_text: str | None
+    default_sender_enabled: bool
+    all_use_default_sender: bool
+    egress_allowlist: str | None
+    egress_extra_ports: str | None
+    retention_days: int
+    sources: MappingProxyType = field(compare=False)
+    # The configuration row whose authentication is in force (its OAuth2 grant is used).
+    auth_config_id: int | None = None
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    @property
+    def uses_oauth(self) -> bool:
+        return oauth_in_use(self.auth_enabled, self.auth_method)
+
+    def source(self, name: str) -> str:
+        return self.sources[name]
+
+
+def _is_set(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def global_config() -> MailConfig | None:
+    """The global configuration row, if one has been saved or seeded."""
+    return db.session.scalar(select(MailConfig).where(MailConfig.company_id.is_(None)))
+
+
+def egress_policy() -> EgressPolicy:
+    """The superuser's allowlist of internal relays and extra ports (global settings)."""
+    config = global_config()
+    if config is None:
+        return EgressPolicy()
+    return EgressPolicy.parse(config.egress_allowlist, config.egress_extra_ports)
+
+
+def resolve(company: Company | None) -> EffectiveSettings:
+    """Return the effective settings for a company (None: the global settings alone)."""
+    glob = global_config()
+    own = company.mail_config if company is not None and company.use_own_mail_settings else None
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, default in DEFAULTS.items():
+        if own is not None and name in COMPANY_FIELDS:
+            value = getattr(own, name)
+            if name not in INHERIT_WHEN_EMPTY or _is_set(value):
+                values[name], sources[name] = value, SOURCE_COMPANY
+                continue
+        value = getattr(glob, name) if glob is not None else None
+        if _is_set(value):
+            values[name], sources[name] = value, SOURCE_GLOBAL
+        else:
+            values[name], sources[name] = default, SOURCE_DEFAULT
+    auth_row = own if own is not None else glob
+    return EffectiveSettings(
+        company_id=company.id if company is not None else None,
+        sources=MappingProxyType(sources),
+        auth_config_id=auth_row.id if auth_row is not None else None,
+        **values,
+    )
+
+
+def env_seed() -> dict[str, Any]:
+    """Global settings given by MAIL_* environment variables, as an installer would set them."""
+    env = os.environ
+    seed: dict[str, Any] = {}
+    if env.get("MAIL_HOST"):
+        seed["host"] = env["MAIL_HOST"].strip().lower()
+    security = env.get("MAIL_SECURITY", "").strip().lower().replace("-", "").replace("/", "")
+    security = {"tls": "ssl", "ssltls": "ssl"}.get(security, security)
+    if security in SECURITY_CHOICES:
+        seed["security"] = security
+    if env.get("MAIL_PORT", "").isdigit():
+        seed["port"] = int(env["MAIL_PORT"])
+    elif "security" in seed:
+        seed["port"] = USUAL_PORTS[seed["security"]]
+    if env.get("MAIL_USERNAME"):
+        seed["auth_enabled"] = True
+        seed["username"] = env["MAIL_USERNAME"]
+    if env.get("MAIL_FROM"):
+        seed["default_sender_enabled"] = True
+        seed["sender_address"] = env["MAIL_FROM"]
+    return seed

@@ -1,0 +1,245 @@
+"""Flask-WTF forms; every field is validated on the server."""
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import ValidationError
+
+from portal.models import AUTH_PASSWORD, oauth_in_use
+from portal.settings.resolution import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
+from portal.text import CONTROL_CHARS, normalize_email
+from portal.web.labels import AUTH_METHOD_NAMES, SECURITY_NAMES
+from portal.wire.egress import EgressPolicy
+
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_FOOTER_CHARS = 20_000
+SECURITY_LABELS = [SelectChoice(value, label) for value, label in SECURITY_NAMES.items()]
+AUTH_METHOD_LABELS = [SelectChoice(value, label) for value, label in AUTH_METHOD_NAMES.items()]
+
+
+def single_line(form, field) -> None:
+    """Reject CR, LF and NUL: they would split an SMTP command or a mail header."""
+    if field.data and CONTROL_CHARS.search(str(field.data)):
+        raise ValidationError("Line breaks and NUL characters are not allowed here.")
+
+
+def no_nul(form, field) -> None:
+    if field.data and "\x00" in field.data:
+        raise ValidationError("NUL characters are not allowed.")
+
+
+def max_length(limit: int):
+    def check(form, field) -> None:
+        if field.data and len(field.data) > limit:
+            raise ValidationError(f"Use at most {limit} characters.")
+
+    return check
+
+
+def normalize_host(value: str) -> str:
+    """Return the host in canonical form or raise ValueError."""
+    host = value.strip().lower().removesuffix(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(HOST_LABEL.match(label) for label in labels):
+        raise ValueError(host)
+    if labels[-1].isdigit():  # 1.2.3 or 0177.0.0.1-like spellings that are not real IPs
+        raise ValueError(host)
+    return host
+
+
+class HostField(StringField):
+    def post_validate(self, form, validation_stopped) -> None:
+        if validation_stopped or self.errors or not self.data:
+            return
+        try:
+            self.data = normalize_host(self.data)
+        except ValueError:
+            self.errors.append("Enter a host name (mail.example.com) or an IP address.")
+
+
+class EmailField(StringField):
+    def post_validate(self, form, validation_stopped) -> None:
+        if validation_stopped or self.errors or not self.data:
+            return
+        try:
+            self.data = normalize_email(self.data)
+        except EmailNotValidError as exc:
+            self.errors.append(f"Enter a valid email address: {exc}")
+
+
+class HttpsUrlField(StringField):
+    """An endpoint URL: https only, no user info or fragment."""
+
+    def post_validate(self, form, validation_stopped) -> None:
+        self.data = (self.data or "").strip()
+        if validation_stopped or self.errors or not self.data:
+            return
+        try:
+            parts = urlsplit(self.data)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme != "https" or not parts.hostname:
+            self.errors.append("Enter an https:// URL.")
+        elif parts.username or parts.password or parts.fragment:
+            self.errors.append("Enter the URL without user name, password or #fragment.")
+
+
+class WholeNumberField(StringField):
+    """An integer field whose only message is the allowed range."""
+
+    def __init__(self, label: str, minimum: int, maximum: int, **kwargs):
+        super().__init__(label, **kwargs)
+        self.minimum, self.maximum = minimum, maximum
+
+    def process_formdata(self, valuelist) -> None:
+        self.raw = valuelist[0].strip() if valuelist else ""
+        self.data = int(self.raw) if re.fullmatch(r"\d{1,6}", self.raw) else self.raw
+
+    def pre_validate(self, form) -> None:
+        if not isinstance(self.data, int) or not self.minimum <= self.data <= self.maximum:
+            raise ValidationError(f"Enter a whole number from {self.minimum} to {self.maximum}.")
+
+    def _value(self) -> str:
+        return "" if self.data is None else str(self.data)
+
+
+def required(message: str):
+    def check(form, field) -> None:
+        if not (field.data or "").strip():
+            raise ValidationError(message)
+
+    return check
+
+
+class MailForm(FlaskForm):
+    """The fields both the global page and a company's Email tab have."""
+
+    host = HostField("Host", [required("Enter the SMTP host."), single_line, max_length(253)])
+    port = WholeNumberField("Port", 1, 65535, default=25)
+    security = SelectField("Security", choices=SECURITY_LABELS, default="none")
+    auth_enabled = BooleanField("Authentication")
+    username = StringField("User", [single_line, max_length(320)])
+    password = PasswordField("Password", [single_line, max_length(1024)])
+    remove_password = BooleanField("Remove the saved password")
+    auth_method = SelectField("Method", choices=AUTH_METHOD_LABELS, default=AUTH_PASSWORD)
+    oauth_client_id = StringField("Client ID", [single_line, max_length(512)])
+    oauth_client_secret = PasswordField("Client secret", [single_line, max_length(1024)])
+    oauth_authorize_url = HttpsUrlField("Authorization endpoint", [single_line, max_length(2000)])
+    oauth_token_url = HttpsUrlField("Token endpoint", [single_line, max_length(2000)])
+    oauth_revoke_url = HttpsUrlField("Revocation endpoint", [single_line, max_length(2000)])
+    oauth_scopes = StringField("Scopes", [single_line, max_length(1000)])
+    sender_address = EmailField("Sender address", [single_line, max_length(320)])
+    sender_name = StringField("Sender name", [single_line, max_length(120)])
+    group_sends = BooleanField("Group sends and dispatch every 2 s")
+    timeout_seconds = WholeNumberField(
+        "SMTP timeout (seconds)", MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, default=180
+    )
+    reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
+    footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])
+
+    def uses_oauth(self) -> bool:
+        return oauth_in_use(self.auth_enabled.data, self.auth_method.data)
+
+    def validate_username(self, field) -> None:
+        if self.uses_oauth():
+            if not (field.data or "").strip():
+                raise ValidationError("Enter the mailbox address mail is sent from.")
+            try:
+                field.data = normalize_email(field.data)
+            except EmailNotValidError as exc:
+                raise ValidationError(f"Enter the mailbox's email address: {exc}") from exc
+        elif self.auth_enabled.data and not (field.data or "").strip():
+            raise ValidationError("Enter the user name for authentication.")
+
+    def validate_oauth_client_id(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the client ID the provider gave your app.")
+
+    def validate_oauth_authorize_url(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the provider's authorization endpoint.")
+
+    def validate_oauth_token_url(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the provider's token endpoint.")
+
+    def validate_oauth_scopes(self, field) -> None:
+        self._needed_for_oauth(field, "Enter the scopes that allow sending mail.")
+
+    def _needed_for_oauth(self, field, message: str) -> None:
+        if self.uses_oauth() and not (field.data or "").strip():
+            raise ValidationError(message)
+
+    def validate_sender_address(self, field) -> None:
+        if self.sender_required() and not (field.data or "").strip():
+            raise ValidationError("Enter the sender address.")
+
+    def sender_required(self) -> bool:
+        return True
+
+
+class CompanyMailForm(MailForm):
+    use_own = BooleanField("Use company-specific mail settings")
+
+
+class GlobalMailForm(MailForm):
+    default_sender_enabled = BooleanField("Default sender")
+    all_use_default_sender = BooleanField("All notifications use the default sender")
+    egress_allowlist = TextAreaField("Allowed internal relays", [no_nul, max_length(2000)])
+    egress_extra_ports = StringField("Additional SMTP ports", [single_line, max_length(200)])
+    retention_days = WholeNumberField("Keep sent mail (days)", 0, 3650, default=30)
+
+    def validate_egress_allowlist(self, field) -> None:
+        try:
+            EgressPolicy.parse(field.data, None)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def validate_egress_extra_ports(self, field) -> None:
+        try:
+            EgressPolicy.parse(None, field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def sender_required(self) -> bool:
+        return bool(self.default_sender_enabled.data)
+
+
+class LoginForm(FlaskForm):
+    email = StringField("Email", [required("Enter your email."), single_line])
+    password = PasswordField("Password", [required("Enter your password.")])
+
+
+class SetPasswordForm(FlaskForm):
+    password = PasswordField("New password", [required("Enter a password."), max_length(1024)])
+    confirm = PasswordField("Repeat the password")
+
+    def validate_password(self, field) -> None:
+        if len(field.data or "") < 12:
+            raise ValidationError("Use at least 12 characters.")
+
+    def validate_confirm(self, field) -> None:
+        if field.data != self.password.data:
+            raise ValidationError("The two passwords differ.")
+
+
+class CompanyForm(FlaskForm):
+    name = StringField(
+        "Company name", [required("Enter the company name."), single_line, max_length(120)]
+    )
+
+
+class InviteForm(FlaskForm):
+    email = EmailField(
+        "Email", [required("Enter the admin's email."), single_line, max_length(320)]
+    )
+    name = StringField("Name", [single_line, max_length(120)])

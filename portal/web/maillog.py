@@ -1,0 +1,254 @@
+"""The mail log: every mail of a company (or all, for the superuser), its detail and resend."""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+from werkzeug.datastructures import MultiDict
+
+from portal.extensions import db
+from portal.models import FINAL_STATUSES, Company, as_utc
+from portal.outbox import handoff, queries
+from portal.outbox.queries import ALL, GLOBAL, STATUSES, CursorError, LogFilter, Page, Scope
+from portal.web.access import superuser_required, visible_company
+from portal.web.htmx import UNPROCESSABLE, is_htmx
+
+bp = Blueprint("maillog", __name__)
+FILTER_FIELDS = ("status", "from", "to", "q", "company")
+MAX_IDS = 2 * queries.DEFAULT_PAGE_SIZE  # per resend or poll request
+MAX_SEARCH_CHARS = 200
+MSG_BAD_DATE = "Enter a date as YYYY-MM-DD."
+MSG_BAD_IDS = "Select at least one mail."
+
+
+@dataclass
+class Listing:
+    """One mail log page: whose mails, the filters asked for, and how to link to it."""
+
+    scope: Scope
+    endpoint: str
+    company: Company | None = None
+    values: dict[str, str] = field(default_factory=dict)  # the filter fields as typed
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:
+        """The page without filters."""
+        return self.url(_filters=False)
+
+    def url(self, _filters: bool = True, **extra) -> str:
+        url_args = {"company_id": self.company.id} if self.company is not None else {}
+        filters = {k: v for k, v in self.values.items() if v and _filters}
+        return url_for(self.endpoint, **url_args, **filters, **extra)
+
+
+@bp.app_template_filter("utc_time")
+def utc_time(moment: datetime | None) -> str:
+    """A stored time shown in UTC, whatever the database session's time zone."""
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "—"
+
+
+def _tenant() -> Scope:
+    """Whose mails the current user may see, resend and poll."""
+    if current_user.is_superuser:
+        return ALL
+    if current_user.company_id is None:
+        abort(404)
+    return current_user.company_id
+
+
+def _date(value: str, name: str, errors: dict[str, str]) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        errors[name] = MSG_BAD_DATE
+        return None
+
+
+def _company_scope(value: str, errors: dict[str, str]) -> Scope:
+    if value in ("", ALL):
+        return ALL
+    if value == GLOBAL:
+        return GLOBAL
+    if value.isdigit():
+        return int(value)
+    errors["company"] = "Choose a company from the list."
+    return ALL
+
+
+def _parse(listing: Listing, args: MultiDict) -> LogFilter:
+    """The filters from a query string (or form); problems go to listing.errors."""
+    listing.values = {name: args.get(name, "").strip() for name in FILTER_FIELDS}
+    if listing.company is not None:
+        listing.values.pop("company")
+    errors = listing.errors
+    if listing.company is None:
+        listing.scope = _company_scope(listing.values["company"], errors)
+    status = listing.values["status"]
+    if status and status not in STATUSES:
+        errors["status"] = "Choose a status from the list."
+    since = _date(listing.values["from"], "from", errors)
+    until = _date(listing.values["to"], "to", errors)
+    if since and until and since > until:
+        errors["to"] = "The end date is before the start date."
+    search = listing.values["q"][:MAX_SEARCH_CHARS]
+    return LogFilter(listing.scope, status or None, since, until, search)
+
+
+def _page(listing: Listing, filters: LogFilter, cursor: str) -> Page:
+    if listing.errors:
+        return Page([], None)
+    try:
+        return queries.page(filters, cursor or None)
+    except CursorError:
+        listing.errors["cursor"] = "This page link is broken: start again from the newest mail."
+        return Page([], None)
+
+
+def _company_names() -> dict[int, str]:
+    if not current_user.is_superuser:
+        return {}
+    query = select(Company.id, Company.name).order_by(func.lower(Company.name))
+    return {company_id: name for company_id, name in db.session.execute(query)}
+
+
+def _partial_request() -> bool:
+    # htmx restoring history after a cache miss asks for the whole page.
+    return is_htmx() and request.headers.get("HX-History-Restore-Request") != "true"
+
+
+def _render(listing: Listing, page: Page, cursor: str = "", notice: str | None = None):
+    template = "maillog/_rows.html"
+    if not _partial_request():
+        template = (
+            "maillog/company.html"
+            if listing.endpoint.endswith("company_log")
+            else "maillog/all.html"
+        )
+    context = {
+        "listing": listing,
+        "company": listing.company,
+        "companies": _company_names(),
+        "page": page,
+        "cursor": cursor,
+        "notice": notice,
+        "statuses": STATUSES,
+        "pending": [row.id for row in page.rows if row.status not in FINAL_STATUSES],
+    }
+    status = UNPROCESSABLE if listing.errors else 200
+    response = make_response(render_template(template, **context), status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def _show(listing: Listing, args: MultiDict, notice: str | None = None, problem: str = ""):
+    filters = _parse(listing, args)
+    cursor = args.get("cursor", "")
+    page = _page(listing, filters, cursor)
+    if problem:
+        listing.errors["ids"] = problem
+    return _render(listing, page, cursor, notice)
+
+
+@bp.get("/companies/<int:company_id>/mail")
+@login_required
+def company_log(company_id: int):
+    company = visible_company(company_id)
+    return _show(Listing(company.id, "maillog.company_log", company), request.args)
+
+
+@bp.get("/mail")
+@superuser_required
+def all_log():
+    return _show(Listing(ALL, "maillog.all_log"), request.args)
+
+
+@bp.get("/mail/<int:message_id>")
+@login_required
+def detail(message_id: int):
+    found = queries.detail(message_id, _tenant())
+    if found is None:
+        abort(404)
+    company = (
+        db.session.get(Company, found.message.company_id) if found.message.company_id else None
+    )
+    return render_template(
+        "maillog/detail.html", detail=found, message=found.message, company=company
+    )
+
+
+def _ids(values: list[str]) -> list[int] | None:
+    """Mail ids from `ids` fields, each one id or several joined by commas; None if malformed."""
+    parts = [part for value in values for part in value.split(",") if part.strip()]
+    if not parts or len(parts) > MAX_IDS or not all(p.strip().isdigit() for p in parts):
+        return None
+    return sorted({int(part) for part in parts})
+
+
+def _listing_for_form(form: MultiDict) -> Listing:
+    """The page a resend came from, to render it again."""
+    company_page = form.get("company_page", "")
+    if company_page.isdigit():
+        company = visible_company(int(company_page))
+        return Listing(company.id, "maillog.company_log", company)
+    if current_user.is_superuser:
+        return Listing(ALL, "maillog.all_log")
+    return Listing(_tenant(), "maillog.company_log", visible_company(_tenant()))
+
+
+def _resend_notice(outcome: queries.ResendOutcome) -> str:
+    count = len(outcome.handoffs)
+    notice = f"{count} mail{'' if count == 1 else 's'} queued again."
+    if outcome.untouched:
+        ids = ", ".join(f"#{i}" for i in outcome.untouched)
+        notice += f" Left alone, still queued or being sent: {ids}."
+    return notice
+
+
+@bp.post("/mail/resend")
+@login_required
+def resend():
+    listing = _listing_for_form(request.form)
+    ids = _ids(request.form.getlist("ids"))
+    if ids is None:
+        return _show(listing, request.form, problem=MSG_BAD_IDS)
+    outcome = queries.resend(ids, _tenant())
+    db.session.commit()
+    for message_id, group_key in outcome.handoffs:
+        handoff.hand_off(message_id, group_key)
+    notice = _resend_notice(outcome)
+    if not is_htmx():
+        flash(notice)
+        return redirect(listing.url())
+    return _show(listing, request.form, notice)
+
+
+@bp.get("/mail/rows")
+@login_required
+def rows():
+    """The current state of the given visible rows, polled while any of them is not final."""
+    ids = _ids(request.args.getlist("ids"))
+    if ids is None:
+        return "", UNPROCESSABLE
+    found = queries.rows(ids, _tenant())
+    pending = [row.id for row in found if row.status not in FINAL_STATUSES]
+    return render_template(
+        "maillog/_poll_response.html",
+        rows=found,
+        pending=pending,
+        companies=_company_names(),
+        oob=True,
+    )
