@@ -23,7 +23,8 @@ from sqlalchemy.dialects import postgresql
 from portal.app import create_app
 from portal.extensions import db
 from portal.outbox import queries
-from portal.outbox.queries import ALL, LogFilter
+from portal.outbox.queries import LogFilter
+from portal.tenancy import ALL, GLOBAL
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 LATER_ROW = 5_000  # the cursor of a "later page" points this many rows deep
@@ -74,7 +75,7 @@ def plans(acme: int, globex: int, initech: int) -> None:
         ("company page (Initech, 1,000 mails, all among the oldest)", LogFilter(initech)),
         ("company page, status=failed", LogFilter(acme, status="failed")),
         ("superuser, all companies", LogFilter(ALL)),
-        ("superuser, global mails only", LogFilter(queries.GLOBAL)),
+        ("superuser, global mails only", LogFilter(GLOBAL)),
         ("superuser, status=deferred", LogFilter(ALL, status="deferred")),
     ]
     for label, filters in cases:

@@ -19,7 +19,6 @@ DUMMY_HASH = hasher.hash("not-a-real-password")
 INVITATION = "invitation"
 RESET = "reset"
 PURPOSES = (INVITATION, RESET)
-DEFAULT_RESET_MAX_AGE_SECONDS = 3600
 
 
 def set_password(user: User, password: str) -> None:
@@ -57,7 +56,7 @@ def link_max_age(purpose: str) -> int:
     """Seconds a link made for this purpose stays valid."""
     config = current_app.config
     if purpose == RESET:
-        return int(config.get("PASSWORD_RESET_MAX_AGE_SECONDS", DEFAULT_RESET_MAX_AGE_SECONDS))
+        return int(config["PASSWORD_RESET_MAX_AGE_SECONDS"])
     return int(config["INVITATION_MAX_AGE_SECONDS"])
 
 

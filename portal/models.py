@@ -25,6 +25,7 @@ SECURITY_NONE = "none"
 SECURITY_STARTTLS = "starttls"
 SECURITY_SSL = "ssl"
 SECURITY_CHOICES = (SECURITY_NONE, SECURITY_STARTTLS, SECURITY_SSL)
+DEFAULT_TIMEOUT_SECONDS = 180  # seconds per SMTP step, unless a configuration says otherwise
 AUTH_PASSWORD = "password"  # noqa: S105 - a method name
 AUTH_GOOGLE = "google"
 AUTH_MICROSOFT = "microsoft"
@@ -114,7 +115,7 @@ class MailConfig(db.Model):
     sender_name: Mapped[str | None] = mapped_column(String(120))
     all_use_default_sender: Mapped[bool] = mapped_column(default=False)
     group_sends: Mapped[bool] = mapped_column(default=False)
-    timeout_seconds: Mapped[int] = mapped_column(default=180)
+    timeout_seconds: Mapped[int] = mapped_column(default=DEFAULT_TIMEOUT_SECONDS)
     reply_to: Mapped[str | None] = mapped_column(String(320))
     footer_html: Mapped[str | None] = mapped_column(Text)
     footer_text: Mapped[str | None] = mapped_column(Text)

@@ -14,7 +14,7 @@ from smtp_servers import smtp_server
 from sqlalchemy import insert, select
 from test_delivery import configure
 
-from portal import delivery, outbox
+from portal import delivery, outbox, tenancy
 from portal.extensions import db
 from portal.models import OutboxAttempt, OutboxMessage, utcnow
 from portal.outbox import handoff, queries
@@ -264,7 +264,7 @@ def test_keyset_pages_of_a_search_keep_the_filter(as_acme, people, bulk):
 def test_keyset_pages_of_everything_for_the_superuser(app, people, bulk):
     ids, cursor = [], None
     while True:
-        page = queries.page(queries.LogFilter(queries.ALL), cursor)
+        page = queries.page(queries.LogFilter(tenancy.ALL), cursor)
         ids += [row.id for row in page.rows]
         if page.next_cursor is None:
             break

@@ -2,6 +2,7 @@
 
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -12,8 +13,7 @@ from portal.keys import tokens
 from portal.models import Company, MailConfig, User
 from portal.outbox.compose import compose
 from portal.settings import resolution
-from portal.settings.resolution import resolve
-from portal.settings.saving import form_values, grant_moved, password_problem, uses_oauth
+from portal.settings.saving import grant_moved, password_problem, uses_oauth
 from portal.text import normalize_email
 from portal.wire import probe
 
@@ -56,11 +56,15 @@ def _body(company: Company | None, user: User, settings) -> str:
 
 
 def run(
-    form, saved: MailConfig | None, company: Company | None, user: User, recipient: str
+    values: dict[str, Any],
+    typed_password: str,
+    saved: MailConfig | None,
+    company: Company | None,
+    user: User,
+    recipient: str,
 ) -> Outcome:
-    """Test the form's values (saved or not); TestRefusedError when the test cannot start."""
-    values = form_values(form)
-    typed = form.password.data or ""
+    """Test these settings values (saved or not); TestRefusedError when the test cannot start."""
+    typed = typed_password
     password = None
     if uses_oauth(values):
         if saved is None or saved.grant is None:
@@ -77,9 +81,7 @@ def run(
     except Exception as exc:  # noqa: BLE001 - every reason gets the same message
         raise TestRefusedError("Enter the address the test mail goes to.") from exc
     auth_config_id = saved.id if saved is not None else None
-    settings = replace(
-        resolve(company), **values, password_encrypted=None, auth_config_id=auth_config_id
-    )
+    settings = resolution.resolve_for_test(company, values, auth_config_id)
     try:
         composed = compose(
             settings,

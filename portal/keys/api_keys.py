@@ -9,6 +9,7 @@ from sqlalchemy import select
 from portal import audit
 from portal.extensions import db
 from portal.models import ApiKey, Company, User, as_utc, utcnow
+from portal.tenancy import scoped
 
 KEY_PREFIX = "pk_"
 KEY_RANDOM_BYTES = 32
@@ -57,5 +58,5 @@ def authenticate(token: str) -> ApiKey | None:
 
 
 def company_keys(company: Company) -> list[ApiKey]:
-    query = select(ApiKey).where(ApiKey.company_id == company.id)
+    query = scoped(select(ApiKey), ApiKey, company.id)
     return list(db.session.scalars(query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))

@@ -9,12 +9,12 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from html import escape
 
+from portal.config import MAX_MESSAGE_BYTES
 from portal.exceptions import MailValidationError
 from portal.models import Company, User, utcnow
 from portal.settings.resolution import EffectiveSettings
 from portal.text import CONTROL_CHARS, normalize_email, to_text
 
-DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
 
@@ -99,7 +99,7 @@ def compose(
     bcc: Sequence[str] = (),
     reply_to: str | None = None,
     attachments: Sequence[Attachment] = (),
-    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> Composed:
     """Validate the parts of a mail and render it; MailValidationError names each bad field."""
     errors: dict[str, str] = {}

@@ -26,10 +26,8 @@ from portal.models import (
     as_utc,
     utcnow,
 )
+from portal.tenancy import Scope, find, scoped
 
-ALL = "all"  # scope: every mail (the superuser)
-GLOBAL = "global"  # scope: mails sent with the global settings, no company
-Scope = int | str  # a company id, ALL or GLOBAL
 STATUSES = (
     STATUS_QUEUED,
     STATUS_SENDING,
@@ -104,21 +102,13 @@ def decode_cursor(token: str) -> tuple[datetime, int]:
         raise CursorError(token) from exc
 
 
-def _scoped(query, scope: Scope):
-    if scope == ALL:
-        return query
-    if scope == GLOBAL:
-        return query.where(OutboxMessage.company_id.is_(None))
-    return query.where(OutboxMessage.company_id == scope)
-
-
 def _like(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
 def _filtered(filters: LogFilter):
-    query = _scoped(select(*LIST_COLUMNS), filters.scope)
+    query = scoped(select(*LIST_COLUMNS), OutboxMessage, filters.scope)
     if filters.status:
         query = query.where(OutboxMessage.status == filters.status)
     if filters.since:
@@ -167,18 +157,15 @@ def page(filters: LogFilter, cursor: str | None = None, size: int = DEFAULT_PAGE
 
 
 def rows_query(ids: Iterable[int], scope: Scope):
-    query = _scoped(select(*LIST_COLUMNS), scope).where(OutboxMessage.id.in_(list(ids)))
+    query = scoped(select(*LIST_COLUMNS), OutboxMessage, scope).where(
+        OutboxMessage.id.in_(list(ids))
+    )
     return query.order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
 
 
 def rows(ids: Iterable[int], scope: Scope) -> list[Row]:
     """These mails' list rows, newest first; ids outside the scope are left out."""
     return list(db.session.execute(rows_query(ids, scope)))
-
-
-def find(message_id: int, scope: Scope) -> OutboxMessage | None:
-    query = _scoped(select(OutboxMessage), scope).where(OutboxMessage.id == message_id)
-    return db.session.scalar(query)
 
 
 def _text_body(parsed: EmailMessage) -> str | None:
@@ -193,7 +180,7 @@ def _text_body(parsed: EmailMessage) -> str | None:
 
 def detail(message_id: int, scope: Scope) -> Detail | None:
     """A mail as its recipients see it, plus every delivery attempt; None outside the scope."""
-    message = find(message_id, scope)
+    message = find(OutboxMessage, message_id, scope)
     if message is None:
         return None
     parsed = BytesParser(policy=policy.default).parsebytes(message.raw)
@@ -268,7 +255,9 @@ def resend(ids: Sequence[int], scope: Scope) -> ResendOutcome:
     commits, then hands `handoffs` to the worker.
     """
     outcome = ResendOutcome()
-    query = _scoped(select(OutboxMessage), scope).where(OutboxMessage.id.in_(list(ids)))
+    query = scoped(select(OutboxMessage), OutboxMessage, scope).where(
+        OutboxMessage.id.in_(list(ids))
+    )
     for original in db.session.scalars(query.order_by(OutboxMessage.id)):
         if original.status in (STATUS_SENT, STATUS_UNKNOWN):
             copy = _copy(original)

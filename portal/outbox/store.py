@@ -12,13 +12,13 @@ from portal.models import (
     STATUS_DEFERRED,
     STATUS_QUEUED,
     STATUS_SENDING,
-    Company,
     MailConfig,
     OutboxAttempt,
     OutboxMessage,
     utcnow,
 )
 from portal.outbox import handoff
+from portal.tenancy import served_by
 
 Row = Any  # a Row of the columns in DELIVERY_COLUMNS
 DELIVERY_COLUMNS = (
@@ -145,24 +145,18 @@ def stranded(limit: int = 1000) -> list[tuple[int, str | None]]:
     return [tuple(row) for row in db.session.execute(query.order_by(OutboxMessage.id).limit(limit))]
 
 
-def _using(config: MailConfig):
-    """Mails of the companies this configuration serves (the global one: all but own ones)."""
-    if config.company_id is not None:
-        return OutboxMessage.company_id == config.company_id
-    own = select(Company.id).where(Company.use_own_mail_settings.is_(True))
-    return or_(OutboxMessage.company_id.is_(None), OutboxMessage.company_id.not_in(own))
-
-
 def waiting(config: MailConfig) -> int:
     """How many deferred mails wait for this configuration."""
-    query = select(func.count()).where(OutboxMessage.status == STATUS_DEFERRED, _using(config))
+    query = select(func.count()).where(
+        OutboxMessage.status == STATUS_DEFERRED, served_by(config, OutboxMessage.company_id)
+    )
     return db.session.scalar(query) or 0
 
 
 def wake(config: MailConfig) -> int:
     """Deferred mails of this configuration become due now and go to the worker (commits)."""
     query = select(OutboxMessage.id, OutboxMessage.group_key).where(
-        OutboxMessage.status == STATUS_DEFERRED, _using(config)
+        OutboxMessage.status == STATUS_DEFERRED, served_by(config, OutboxMessage.company_id)
     )
     rows = list(db.session.execute(query))
     if rows:

@@ -1,14 +1,20 @@
 """The one place that decides which mail settings are in force for a company."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import SECURITY_CHOICES, Company, MailConfig, oauth_in_use
+from portal.models import (
+    DEFAULT_TIMEOUT_SECONDS,
+    SECURITY_CHOICES,
+    Company,
+    MailConfig,
+    oauth_in_use,
+)
 from portal.wire.egress import EgressPolicy
 
 SOURCE_COMPANY = "company"
@@ -16,7 +22,6 @@ SOURCE_GLOBAL = "global"
 SOURCE_DEFAULT = "default"
 
 DEFAULT_PORT = 25
-DEFAULT_TIMEOUT_SECONDS = 180
 MIN_TIMEOUT_SECONDS = 10
 MAX_TIMEOUT_SECONDS = 180
 USUAL_PORTS = MappingProxyType({"none": 25, "starttls": 587, "ssl": 465})
@@ -171,6 +176,18 @@ def resolve(company: Company | None) -> EffectiveSettings:
         sources=MappingProxyType(sources),
         auth_config_id=auth_row.id if auth_row is not None else None,
         **values,
+    )
+
+
+def resolve_for_test(
+    company: Company | None, values: dict[str, Any], auth_config_id: int | None
+) -> EffectiveSettings:
+    """The settings a connection test uses: those in force, with the form's values over them.
+
+    No stored password comes along: the test is given the typed or the decrypted one.
+    """
+    return replace(
+        resolve(company), **values, password_encrypted=None, auth_config_id=auth_config_id
     )
 
 

@@ -1,11 +1,11 @@
-"""Who may see what: superuser-only views and the tenant filter for company objects."""
+"""Who may see what on the screens: superuser-only views, and the current user's tenant scope."""
 
 from functools import wraps
 
 from flask import abort
 from flask_login import current_user, login_required
 
-from portal.extensions import db
+from portal import tenancy
 from portal.models import Company
 
 
@@ -22,11 +22,17 @@ def superuser_required(view):
     return wrapper
 
 
+def current_scope() -> tenancy.Scope:
+    """Whose rows the current user may see; 404 for a user of no company."""
+    scope = tenancy.scope_of(current_user)
+    if scope is None:
+        abort(404)
+    return scope
+
+
 def visible_company(company_id: int) -> Company:
     """The company if the current user may see it; 404 otherwise, so ids reveal nothing."""
-    company = db.session.get(Company, company_id)
+    company = tenancy.find(Company, company_id, current_scope())
     if company is None:
-        abort(404)
-    if not current_user.is_superuser and current_user.company_id != company.id:
         abort(404)
     return company

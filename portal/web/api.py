@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from portal import outbox
+from portal import outbox, tenancy
 from portal.exceptions import MailValidationError
 from portal.extensions import db, limiter
 from portal.keys import api_keys
@@ -19,8 +19,6 @@ from portal.web import openapi
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-DEFAULT_API_RATE_LIMIT = "600 per minute"  # per API key, over both operations
-DEFAULT_API_MAX_REQUEST_BYTES = 25 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 # A retry racing the first request with its Idempotency-Key waits this long for its answer.
 REPLAY_WAIT_SECONDS = 2.0
@@ -59,7 +57,7 @@ for _code in ERROR_CODES:
 
 
 def _rate_limit() -> str:
-    return current_app.config.get("API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT)
+    return current_app.config["API_RATE_LIMIT"]
 
 
 def _rate_key() -> str:
@@ -83,7 +81,7 @@ def _authenticate():
         return _error(401, MSG_UNAUTHORIZED, **{"WWW-Authenticate": "Bearer"})
     db.session.commit()  # last_used_at
     g.api_key = key
-    limit = current_app.config.get("API_MAX_REQUEST_BYTES", DEFAULT_API_MAX_REQUEST_BYTES)
+    limit = current_app.config["API_MAX_REQUEST_BYTES"]
     # One byte over the limit tells a too large body without Content-Length from one at it.
     request.max_content_length = limit + 1
     if (request.content_length or 0) > limit or len(request.get_data(cache=True)) > limit:
@@ -241,11 +239,7 @@ def message_status(message: OutboxMessage) -> dict:
 @api_limit
 def show_message(message_id: int):
     """A mail of the key's company; others' mails answer 404 like unknown ones."""
-    message = db.session.scalar(
-        select(OutboxMessage).where(
-            OutboxMessage.id == message_id, OutboxMessage.company_id == g.api_key.company_id
-        )
-    )
+    message = tenancy.find(OutboxMessage, message_id, g.api_key.company_id)
     if message is None:
         return _error(404, MSG_NOT_FOUND)
     return jsonify(message_status(message))

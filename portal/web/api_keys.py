@@ -3,10 +3,9 @@
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import StringField
 
-from portal import audit
+from portal import audit, tenancy
 from portal.extensions import db
 from portal.keys import api_keys
 from portal.models import ApiKey, Company
@@ -56,9 +55,7 @@ def index(company_id: int):
 @login_required
 def revoke_key(company_id: int, key_id: int):
     company = visible_company(company_id)
-    key = db.session.scalar(
-        select(ApiKey).where(ApiKey.id == key_id, ApiKey.company_id == company.id)
-    )
+    key = tenancy.find(ApiKey, key_id, company.id)
     if key is None:
         return render_template("errors/404.html"), 404
     api_keys.revoke(key, current_user)

@@ -15,7 +15,6 @@ from portal.web.forms import LoginForm, SetPasswordForm, max_length, required, s
 bp = Blueprint("auth", __name__)
 MSG_BAD_LOGIN = "Email or password is incorrect."
 MSG_RESET_SENT = "If an account exists for that address, a reset link is on its way."
-DEFAULT_RESET_RATE_LIMIT = "5 per 15 minutes"
 
 
 class ForgotPasswordForm(FlaskForm):
@@ -79,7 +78,7 @@ def set_password(token: str):
 
 
 def _reset_limit() -> str:
-    return current_app.config.get("PASSWORD_RESET_RATE_LIMIT", DEFAULT_RESET_RATE_LIMIT)
+    return current_app.config["PASSWORD_RESET_RATE_LIMIT"]
 
 
 def _reset_link(token: str) -> str:

@@ -4,7 +4,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from portal import accounts, audit
+from portal import accounts, audit, tenancy
 from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import Company, User
@@ -169,7 +169,7 @@ def admins(company_id: int):
 @superuser_required
 def remove_admin(company_id: int, user_id: int):
     company = visible_company(company_id)
-    user = db.session.scalar(select(User).where(User.id == user_id, User.company_id == company.id))
+    user = tenancy.find(User, user_id, company.id)
     if user is None:
         return render_template("errors/404.html"), 404
     user.company_id = None

@@ -11,7 +11,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from portal.models import AUTH_PASSWORD, oauth_in_use
-from portal.settings.resolution import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
+from portal.settings.resolution import (
+    DEFAULT_TIMEOUT_SECONDS,
+    MAX_TIMEOUT_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+)
 from portal.text import CONTROL_CHARS, normalize_email
 from portal.web.labels import AUTH_METHOD_NAMES, SECURITY_NAMES
 from portal.wire.egress import EgressPolicy
@@ -144,7 +148,10 @@ class MailForm(FlaskForm):
     sender_name = StringField("Sender name", [single_line, max_length(120)])
     group_sends = BooleanField("Group sends and dispatch every 2 s")
     timeout_seconds = WholeNumberField(
-        "SMTP timeout (seconds)", MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, default=180
+        "SMTP timeout (seconds)",
+        MIN_TIMEOUT_SECONDS,
+        MAX_TIMEOUT_SECONDS,
+        default=DEFAULT_TIMEOUT_SECONDS,
     )
     reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
     footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])

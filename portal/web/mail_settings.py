@@ -234,8 +234,9 @@ def _run_test(form, saved: MailConfig | None, company: Company | None):
         bad = ", ".join(field.label.text for field in form if field.errors)
         return render_test_refusal(f"Correct these fields first: {bad}.", UNPROCESSABLE)
     recipient = request.form.get("test_recipient", "")
+    values, typed = form_values(form), form.password.data or ""
     try:
-        outcome = connection_check.run(form, saved, company, current_user, recipient)
+        outcome = connection_check.run(values, typed, saved, company, current_user, recipient)
     except connection_check.TestRefusedError as exc:
         return render_test_refusal(exc.message, exc.status)
     db.session.commit()  # the audit row

@@ -7,7 +7,6 @@ from flask import (
     Blueprint,
     abort,
     flash,
-    make_response,
     redirect,
     render_template,
     request,
@@ -20,9 +19,10 @@ from werkzeug.datastructures import MultiDict
 from portal.extensions import db
 from portal.models import FINAL_STATUSES, Company, as_utc
 from portal.outbox import handoff, queries
-from portal.outbox.queries import ALL, GLOBAL, STATUSES, CursorError, LogFilter, Page, Scope
-from portal.web.access import superuser_required, visible_company
-from portal.web.htmx import UNPROCESSABLE, is_htmx
+from portal.outbox.queries import STATUSES, CursorError, LogFilter, Page
+from portal.tenancy import ALL, GLOBAL, Scope
+from portal.web.access import current_scope, superuser_required, visible_company
+from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 
 bp = Blueprint("maillog", __name__)
 FILTER_FIELDS = ("status", "from", "to", "q", "company")
@@ -57,15 +57,6 @@ class Listing:
 def utc_time(moment: datetime | None) -> str:
     """A stored time shown in UTC, whatever the database session's time zone."""
     return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "—"
-
-
-def _tenant() -> Scope:
-    """Whose mails the current user may see, resend and poll."""
-    if current_user.is_superuser:
-        return ALL
-    if current_user.company_id is None:
-        abort(404)
-    return current_user.company_id
 
 
 def _date(value: str, name: str, errors: dict[str, str]) -> date | None:
@@ -125,19 +116,10 @@ def _company_names() -> dict[int, str]:
     return {company_id: name for company_id, name in db.session.execute(query)}
 
 
-def _partial_request() -> bool:
-    # htmx restoring history after a cache miss asks for the whole page.
-    return is_htmx() and request.headers.get("HX-History-Restore-Request") != "true"
-
-
 def _render(listing: Listing, page: Page, cursor: str = "", notice: str | None = None):
-    template = "maillog/_rows.html"
-    if not _partial_request():
-        template = (
-            "maillog/company.html"
-            if listing.endpoint.endswith("company_log")
-            else "maillog/all.html"
-        )
+    page_template = (
+        "maillog/company.html" if listing.endpoint.endswith("company_log") else "maillog/all.html"
+    )
     context = {
         "listing": listing,
         "company": listing.company,
@@ -149,9 +131,7 @@ def _render(listing: Listing, page: Page, cursor: str = "", notice: str | None =
         "pending": [row.id for row in page.rows if row.status not in FINAL_STATUSES],
     }
     status = UNPROCESSABLE if listing.errors else 200
-    response = make_response(render_template(template, **context), status)
-    response.vary.add("HX-Request")
-    return response
+    return respond(page_template, "maillog/_rows.html", status, **context)
 
 
 def _show(listing: Listing, args: MultiDict, notice: str | None = None, problem: str = ""):
@@ -179,7 +159,7 @@ def all_log():
 @bp.get("/mail/<int:message_id>")
 @login_required
 def detail(message_id: int):
-    found = queries.detail(message_id, _tenant())
+    found = queries.detail(message_id, current_scope())
     if found is None:
         abort(404)
     company = (
@@ -206,7 +186,7 @@ def _listing_for_form(form: MultiDict) -> Listing:
         return Listing(company.id, "maillog.company_log", company)
     if current_user.is_superuser:
         return Listing(ALL, "maillog.all_log")
-    return Listing(_tenant(), "maillog.company_log", visible_company(_tenant()))
+    return Listing(current_scope(), "maillog.company_log", visible_company(current_scope()))
 
 
 def _resend_notice(outcome: queries.ResendOutcome) -> str:
@@ -225,7 +205,7 @@ def resend():
     ids = _ids(request.form.getlist("ids"))
     if ids is None:
         return _show(listing, request.form, problem=MSG_BAD_IDS)
-    outcome = queries.resend(ids, _tenant())
+    outcome = queries.resend(ids, current_scope())
     db.session.commit()
     for message_id, group_key in outcome.handoffs:
         handoff.hand_off(message_id, group_key)
@@ -243,7 +223,7 @@ def rows():
     ids = _ids(request.args.getlist("ids"))
     if ids is None:
         return "", UNPROCESSABLE
-    found = queries.rows(ids, _tenant())
+    found = queries.rows(ids, current_scope())
     pending = [row.id for row in found if row.status not in FINAL_STATUSES]
     return render_template(
         "maillog/_poll_response.html",

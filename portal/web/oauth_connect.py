@@ -7,7 +7,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    make_response,
     redirect,
     render_template,
     request,
@@ -25,7 +24,7 @@ from portal.models import Company, MailConfig
 from portal.outbox import store
 from portal.settings.resolution import global_config
 from portal.web.access import visible_company
-from portal.web.htmx import UNPROCESSABLE, is_htmx
+from portal.web.htmx import UNPROCESSABLE, navigate
 
 bp = Blueprint("oauth", __name__)
 STATE_KEY = "portal:oauth-state:{}"
@@ -56,15 +55,6 @@ def _settings_page(company: Company | None) -> str:
     if company is None:
         return url_for("mail_settings.global_settings")
     return url_for("mail_settings.company", company_id=company.id)
-
-
-def _go(url: str):
-    """Navigate the browser: htmx follows HX-Redirect, a plain form a 303."""
-    if is_htmx():
-        response = make_response("", 204)
-        response.headers["HX-Redirect"] = url
-        return response
-    return redirect(url, 303)
 
 
 def _refusal(message: str):
@@ -112,7 +102,7 @@ def authorize(company_id: int | None):
     except RedisError:
         return _refusal("The authorization cannot start now (Redis is unreachable): try again.")
     session[SESSION_STATE] = state  # the callback must come back to this browser
-    return _go(url)
+    return navigate(url)
 
 
 def _pending(state: str) -> dict | None:
@@ -186,4 +176,4 @@ def disconnect(company_id: int | None):
         flash(
             f"Forgotten here, but the provider could not be told to revoke it: {warning}", "error"
         )
-    return _go(_settings_page(company))
+    return navigate(_settings_page(company))

@@ -1,5 +1,7 @@
 """The OpenAPI 3.1 description of the enqueue API, written by hand."""
 
+from portal.config import DEFAULT_API_RATE_LIMIT
+
 ADDRESSES = {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 100}
 TIMESTAMP = {"type": "string", "format": "date-time"}
 STATUS = {"type": "string", "enum": ["queued", "sending", "sent", "deferred", "failed", "unknown"]}
@@ -22,7 +24,7 @@ ERROR_RESPONSES = {
     ),
     "413": _error_response("The request body is larger than the limit (25 MiB by default)."),
     "429": _error_response(
-        "Too many requests with this key (600 per minute by default).",
+        f"Too many requests with this key ({DEFAULT_API_RATE_LIMIT} by default).",
         headers={
             "Retry-After": {
                 "description": "Seconds until a request may succeed again.",

@@ -9,7 +9,6 @@ from functools import lru_cache
 from portal.wire.errors import SmtpTlsError
 
 SECURITY_MODES = ("none", "starttls", "ssl")
-DEFAULT_TIMEOUT = 180.0  # seconds, per socket operation
 
 
 @dataclass(frozen=True)
@@ -19,9 +18,9 @@ class SmtpConfig:
     host: str
     port: int
     security: str  # "none" | "starttls" | "ssl"
+    timeout: float  # seconds, per socket operation
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    timeout: float = DEFAULT_TIMEOUT
     ca_file: str | None = None
     local_hostname: str | None = None
     connect_address: str | None = None  # pinned IP; TLS still checks `host`
