@@ -1,4 +1,4 @@
-"""Errors raised by the portal's services."""
+"""The error types the parts share; the SMTP client's own live in portal/wire/errors.py."""
 
 
 class PortalError(Exception):
@@ -7,10 +7,6 @@ class PortalError(Exception):
 
 class SecretError(PortalError):
     """A secret cannot be encrypted or decrypted with the configured keys."""
-
-
-class AccessError(PortalError):
-    """The current user may not touch the requested object."""
 
 
 class MailValidationError(PortalError):

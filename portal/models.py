@@ -1,4 +1,4 @@
-"""Database tables: users, companies, mail configurations and the audit trail."""
+"""The database tables: users, companies, mail settings, OAuth2 grants, outbox, API keys, audit."""
 
 from datetime import UTC, datetime
 

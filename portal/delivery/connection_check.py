@@ -1,4 +1,4 @@
-"""The Test connection endpoints' service: password rules, the test mail, locks, the audit."""
+"""Test connection behind the screens: which password, the test mail, one at a time, the audit."""
 
 from contextlib import suppress
 from dataclasses import dataclass, replace
