@@ -1,6 +1,7 @@
 """The walls between the parts that a user of the code relies on, checked from outside."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +42,10 @@ def test_the_smtp_client_and_the_probe_load_no_flask_and_no_database(module):
 def test_importing_the_worker_touches_no_database_and_no_redis(tmp_path):
     database = tmp_path / "never-opened.db"
     env = {
-        "PATH": "/usr/bin:/bin",
+        **os.environ,
         "DATABASE_URL": f"sqlite:///{database}",
         "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there: a connection would fail
     }
     loaded = loaded_after("import portal.worker", env)
     assert "portal.worker" in loaded

@@ -10,8 +10,7 @@ from portal.delivery.batch import Batch
 from portal.extensions import db
 from portal.models import FINAL_STATUSES, Company, OutboxMessage
 from portal.outbox import handoff, store
-from portal.outbox.compose import config_fingerprint
-from portal.settings.resolution import EffectiveSettings, resolve
+from portal.settings.resolution import EffectiveSettings, resolve, session_key
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def _deliver(ids: Sequence[int]) -> None:
             company = db.session.get(Company, row.company_id) if row.company_id else None
             companies[row.company_id] = resolve(company)
         settings = companies[row.company_id]
-        batches.setdefault(config_fingerprint(settings), (settings, []))[1].append(row)
+        batches.setdefault(session_key(settings), (settings, []))[1].append(row)
     db.session.commit()
     for settings, batch in batches.values():
         Batch(settings, batch).run()

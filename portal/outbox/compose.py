@@ -1,6 +1,5 @@
 """Building the mail itself: sender rules, Reply-To, footer, Message-ID, attachments."""
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -156,18 +155,3 @@ def compose(
     if len(raw) > max_bytes:
         raise MailValidationError({"size": f"The mail is larger than {max_bytes} bytes."})
     return Composed(message_id, sender.addr_spec, recipients, subject or "", raw)
-
-
-def config_fingerprint(settings: EffectiveSettings) -> str:
-    """Mails whose settings share this key can go out over one SMTP session."""
-    parts = (
-        settings.host,
-        settings.port,
-        settings.security,
-        settings.username if settings.auth_enabled else None,
-        settings.password_encrypted if settings.auth_enabled else None,
-        settings.timeout_seconds,
-        # An OAuth2 mailbox's tokens belong to the configuration row that holds the grant.
-        (settings.auth_method, settings.auth_config_id) if settings.uses_oauth else None,
-    )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()

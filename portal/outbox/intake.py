@@ -7,8 +7,8 @@ from flask import current_app
 from portal.extensions import db
 from portal.models import Company, OutboxMessage, User
 from portal.outbox import handoff
-from portal.outbox.compose import Attachment, compose, config_fingerprint
-from portal.settings.resolution import resolve
+from portal.outbox.compose import Attachment, compose
+from portal.settings.resolution import resolve, session_key
 
 __all__ = ["Attachment", "send"]
 
@@ -50,7 +50,7 @@ def send(
         company_id=company.id if company is not None else None,
         user_id=user.id if user is not None else None,
         message_id=composed.message_id,
-        group_key=config_fingerprint(settings) if settings.group_sends else None,
+        group_key=session_key(settings) if settings.group_sends else None,
         envelope_from=composed.envelope_from,
         recipients=list(composed.recipients),
         subject=composed.subject,

@@ -1,5 +1,6 @@
 """The one place that decides which mail settings are in force for a company."""
 
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -189,6 +190,21 @@ def resolve_for_test(
     return replace(
         resolve(company), **values, password_encrypted=None, auth_config_id=auth_config_id
     )
+
+
+def session_key(settings: EffectiveSettings) -> str:
+    """Mails whose settings share this key can go out over one SMTP session."""
+    parts = (
+        settings.host,
+        settings.port,
+        settings.security,
+        settings.username if settings.auth_enabled else None,
+        settings.password_encrypted if settings.auth_enabled else None,
+        settings.timeout_seconds,
+        # An OAuth2 mailbox's tokens belong to the configuration row that holds the grant.
+        (settings.auth_method, settings.auth_config_id) if settings.uses_oauth else None,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 def env_seed() -> dict[str, Any]:
