@@ -7,14 +7,24 @@ import nh3
 from email_validator import validate_email
 
 CONTROL_CHARS = re.compile(r"[\r\n\x00]")  # would split an SMTP command or a header
-BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(p|div|li|tr|h[1-6]|blockquote|table)>")
+BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(p|div|li|tr|h[1-6]|blockquote|table|ul|ol|dl|dd|dt)>")
+CELL_END = re.compile(r"(?i)</t[dh]>")
+LIST_ITEM = re.compile(r"(?i)<li\b[^>]*>")
 LINK = re.compile(r'(?is)<a\s[^>]*href="([^"]*)"[^>]*>(.*?)</a>')
 TAG = re.compile(r"(?s)<[^>]+>")
+# Elements whose content is never text for a reader: nh3 drops them whole, and every comment
+# (Outlook's conditional ones included) with them.
+NOT_TEXT = frozenset({"script", "style", "title", "template", "noscript"})
 
 
 def to_text(markup: str) -> str:
-    """Plain text for an HTML fragment: block ends become line breaks, links keep their URL."""
-    text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", markup)
+    """Plain text for HTML: block ends become line breaks, cells are spaced, links keep their URL.
+
+    The markup goes through nh3 first, so script, style, title and comments never reach the text.
+    """
+    text = nh3.clean(markup, clean_content_tags=set(NOT_TEXT), attributes={"a": {"href"}})
+    text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    text = LIST_ITEM.sub("- ", CELL_END.sub(" ", text))
     text = html.unescape(TAG.sub("", BLOCK_END.sub("\n", text)))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -6,7 +6,7 @@ from flask import current_app
 
 from portal import crypto
 from portal.keys import tokens
-from portal.settings.resolution import EffectiveSettings, egress_policy
+from portal.settings.resolution import EffectiveSettings, clear_auth_problem, egress_policy
 from portal.wire import egress
 from portal.wire.config import SmtpConfig
 
@@ -39,7 +39,19 @@ def client_config(
 def smtp_config(settings: EffectiveSettings) -> SmtpConfig:
     """The client's settings, its host checked by the egress guard like a connection test.
 
-    The client connects to the checked address. Raises EgressError for a refused destination.
+    The client connects to the checked address. Raises EgressError for a refused destination,
+    and for a password that would cross the network in clear (settings saved before that rule).
     """
-    address = egress.resolve_checked(settings.host or "", settings.port, egress_policy())
+    policy = egress_policy()
+    address = egress.resolve_checked(settings.host or "", settings.port, policy)
+    problem = clear_auth_problem(
+        settings.host,
+        settings.security,
+        settings.auth_enabled,
+        settings.auth_method,
+        policy,
+        address,
+    )
+    if problem:
+        raise egress.EgressError("clear_auth", problem, coarse=problem)
     return client_config(settings, address=address)

@@ -25,6 +25,10 @@ SOURCE_DEFAULT = "default"
 DEFAULT_PORT = 25
 MIN_TIMEOUT_SECONDS = 10
 MAX_TIMEOUT_SECONDS = 180
+MSG_CLEAR_AUTH = (
+    "With Security “None” the password would cross the network in clear: choose STARTTLS or "
+    "SSL/TLS, or have the superuser list this server under Network (internal relays)."
+)
 USUAL_PORTS = MappingProxyType({"none": 25, "starttls": 587, "ssl": 465})
 
 # Declared once: the value used when neither the company nor the global configuration sets one.
@@ -152,6 +156,26 @@ def egress_policy() -> EgressPolicy:
     if config is None:
         return EgressPolicy()
     return EgressPolicy.parse(config.egress_allowlist, config.egress_extra_ports)
+
+
+def clear_auth_problem(
+    host: str | None,
+    security: str,
+    auth_enabled: bool,
+    auth_method: str,
+    policy: EgressPolicy,
+    address: str | None = None,
+) -> str | None:
+    """Why these settings would send a password in clear, or None.
+
+    Password AUTH without TLS is refused unless the superuser listed the server as an internal
+    relay: on any other network the password could be read on the way.
+    """
+    if not auth_enabled or oauth_in_use(auth_enabled, auth_method) or security != "none":
+        return None
+    if host and policy.lists(host, address):
+        return None
+    return MSG_CLEAR_AUTH
 
 
 def resolve(company: Company | None) -> EffectiveSettings:

@@ -13,8 +13,11 @@ from wtforms.validators import ValidationError
 from portal.models import AUTH_PASSWORD, oauth_in_use
 from portal.settings.resolution import (
     DEFAULT_TIMEOUT_SECONDS,
+    DEFAULTS,
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
+    clear_auth_problem,
+    egress_policy,
 )
 from portal.text import CONTROL_CHARS, normalize_email
 from portal.web.labels import AUTH_METHOD_NAMES, SECURITY_NAMES
@@ -182,6 +185,23 @@ class MailForm(FlaskForm):
     def validate_oauth_scopes(self, field) -> None:
         self._needed_for_oauth(field, "Enter the scopes that allow sending mail.")
 
+    def validate_security(self, field) -> None:
+        if not self.in_force():
+            return
+        host = (self.host.data or "").strip()
+        problem = clear_auth_problem(
+            host, field.data, self.auth_enabled.data, self.auth_method.data, self.egress_policy()
+        )
+        if problem:
+            raise ValidationError(problem)
+
+    def in_force(self) -> bool:
+        """Whether these settings send mail once saved (a company's only with its switch on)."""
+        return True
+
+    def egress_policy(self) -> EgressPolicy:
+        return egress_policy()
+
     def _needed_for_oauth(self, field, message: str) -> None:
         if self.uses_oauth() and not (field.data or "").strip():
             raise ValidationError(message)
@@ -197,19 +217,31 @@ class MailForm(FlaskForm):
 class CompanyMailForm(MailForm):
     use_own = BooleanField("Use company-specific mail settings")
 
+    def in_force(self) -> bool:
+        return bool(self.use_own.data)
+
 
 class GlobalMailForm(MailForm):
     default_sender_enabled = BooleanField("Default sender")
     all_use_default_sender = BooleanField("All notifications use the default sender")
     egress_allowlist = TextAreaField("Allowed internal relays", [no_nul, max_length(2000)])
     egress_extra_ports = StringField("Additional SMTP ports", [single_line, max_length(200)])
-    retention_days = WholeNumberField("Keep sent mail (days)", 0, 3650, default=30)
+    retention_days = WholeNumberField(
+        "Keep sent mail (days)", 0, 3650, default=DEFAULTS["retention_days"]
+    )
 
     def validate_egress_allowlist(self, field) -> None:
         try:
             EgressPolicy.parse(field.data, None)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
+
+    def egress_policy(self) -> EgressPolicy:
+        # The relays typed on this page count, so listing a relay and using it is one save.
+        try:
+            return EgressPolicy.parse(self.egress_allowlist.data, self.egress_extra_ports.data)
+        except ValueError:
+            return super().egress_policy()
 
     def validate_egress_extra_ports(self, field) -> None:
         try:

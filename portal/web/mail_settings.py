@@ -232,7 +232,9 @@ def _too_many_tests(exc):
 def _run_test(form, saved: MailConfig | None, company: Company | None):
     if not form.validate():
         bad = ", ".join(field.label.text for field in form if field.errors)
-        return render_test_refusal(f"Correct these fields first: {bad}.", UNPROCESSABLE)
+        # The security rule's reason is the whole point of the refusal: say it here too.
+        reasons = "".join(f" {error}" for error in form.security.errors)
+        return render_test_refusal(f"Correct these fields first: {bad}.{reasons}", UNPROCESSABLE)
     recipient = request.form.get("test_recipient", "")
     values, typed = form_values(form), form.password.data or ""
     try:

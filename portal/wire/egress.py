@@ -98,6 +98,16 @@ class EgressPolicy:
             extra.add(int(token))
         return cls(frozenset(hosts), tuple(networks), frozenset(extra - DEFAULT_SMTP_PORTS))
 
+    def lists(self, host: str, address: str | None = None) -> bool:
+        """Whether the superuser listed this destination: its name, or its address in a network."""
+        literal = _literal(host)
+        candidates = [literal] if literal is not None else []
+        if address is not None:
+            candidates.append(ipaddress.ip_address(address))
+        if literal is None and _normalize(host) in self.allowed_hosts:
+            return True
+        return any(a in n for a in candidates for n in self.allowed_networks)
+
     def describe(self) -> str:
         """One line for the settings page and the audit log."""
         internal = sorted(self.allowed_hosts) + [str(n) for n in self.allowed_networks]
