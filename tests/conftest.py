@@ -1,12 +1,14 @@
-"""Fixtures: a real database (SQLite, or PostgreSQL with TEST_DATABASE_URL), the app, users."""
+"""Fixtures: a real database (SQLite, or PostgreSQL with TEST_DATABASE_URL), the app, users.
+
+Also the servers more than one test module talks to: SMTP, the OAuth2 provider, the browser.
+Helpers that are not fixtures live in support/.
+"""
 
 import os
-import re
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -21,8 +23,21 @@ from portal.app import create_app
 from portal.extensions import db
 from portal.models import Company, User
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+# The helpers in support/ assert as tests do: rewrite them too, so a failure shows the values.
+pytest.register_assert_rewrite("support")
+
+from support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - after the rewrite hook
+from support.factories import allow_test_server  # noqa: E402
+from support.forms import GLOBAL_URL  # noqa: E402
+from support.oauth import consent, oauth_form  # noqa: E402
+from support.oauth_server import oauth_provider  # noqa: E402
+from support.smtp_servers import (  # noqa: E402
+    RecordingHandler,
+    make_certs,
+    server_context,
+    smtp_server,
+)
+from support.web import PASSWORD, Browser  # noqa: E402
 
 
 def _create_pg_database(url: str) -> tuple[str, str]:
@@ -135,35 +150,6 @@ def people(app, password_hash) -> People:
     return found
 
 
-class Browser:
-    """A test client that logs in and sends the CSRF token like the real pages do."""
-
-    def __init__(self, client):
-        self.client = client
-        self.token = None
-
-    def csrf(self) -> str:
-        if self.token is None:
-            page = self.client.get("/login").text
-            match = CSRF.search(page)
-            self.token = match.group(1) or match.group(2)
-        return self.token
-
-    def login(self, email: str, password: str = PASSWORD):
-        response = self.post("/login", {"email": email, "password": password})
-        self.token = None  # Flask-Login starts a fresh session
-        return response
-
-    def get(self, url: str, htmx: bool = False):
-        return self.client.get(url, headers={"HX-Request": "true"} if htmx else {})
-
-    def post(self, url: str, data: dict, htmx: bool = False):
-        headers = {"X-CSRFToken": self.csrf()}
-        if htmx:
-            headers["HX-Request"] = "true"
-        return self.client.post(url, data=data, headers=headers)
-
-
 @pytest.fixture
 def web(app, app_config):
     """A second app instance serving the requests, so each request has its own DB session."""
@@ -193,17 +179,6 @@ def as_acme(browser, people) -> Browser:
 
 
 # --- browser tests: one Chromium for the run, the real app on a free port ---
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
 @pytest.fixture(scope="session")
@@ -240,3 +215,49 @@ def page(chromium, live_server) -> Iterator[Page]:
     page = context.new_page()
     yield page
     context.close()
+
+
+# --- real SMTP servers and the OAuth2 provider on loopback ---
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A throwaway CA and the server certificates it signed, made once for the run."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def server():
+    """A plain aiosmtpd server on loopback recording what arrives; configure() allowlists it."""
+    with smtp_server() as running:
+        yield running
+
+
+@pytest.fixture
+def provider(certs, app, web):
+    """The authorization server; both apps trust its certificate like a public CA's."""
+    for served in (app, web):
+        served.config["MAIL_CA_FILE"] = str(certs.ca)
+    with oauth_provider(certs) as running:
+        running.ca = str(certs.ca)
+        allow_test_server(urlsplit(running.base_url).port)
+        yield running
+
+
+@pytest.fixture
+def smtp(certs, provider):
+    """A STARTTLS server that takes AUTH XOAUTH2 only, with an access token valid right now."""
+    handler = RecordingHandler(xoauth2=provider.is_valid_access_token)
+    with smtp_server(handler, starttls=server_context(certs.good), auth=True) as running:
+        allow_test_server(running.port)
+        yield running
+
+
+@pytest.fixture
+def connected(as_superuser, provider, smtp):
+    """The global settings saved for the test provider and the mailbox authorized."""
+    saved = as_superuser.post(GLOBAL_URL, oauth_form(provider, smtp.port), htmx=True)
+    assert saved.status_code == 200, saved.text
+    back = consent(as_superuser, provider)
+    assert back.status_code == 303 and back.headers["Location"].endswith(GLOBAL_URL)
+    return as_superuser

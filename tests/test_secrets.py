@@ -5,16 +5,14 @@ import uuid
 
 import pytest
 from sqlalchemy import text
-from test_access import ACME, ROUTES, SUPER
-from test_mail_settings import VALID, company_data
+from support.forms import VALID, company_data
+from support.web import ACME, ROUTES, SUPER, Browser
 
 from portal.extensions import db
 
 
 @pytest.fixture
 def markers(as_superuser, web, people):
-    from conftest import Browser
-
     global_marker, company_marker = f"PW-{uuid.uuid4()}", f"PW-{uuid.uuid4()}"
     saved = as_superuser.post("/settings/mail", {**VALID, "password": global_marker}, htmx=True)
     acme = Browser(web.test_client())

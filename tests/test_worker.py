@@ -12,10 +12,10 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from smtp_servers import RecordingHandler, smtp_server
 from sqlalchemy import func, select, update
-from test_delivery import certs, configure, queue, row  # noqa: F401 - certs is a fixture
-from test_oauth import connected, consent, provider, smtp  # noqa: F401 - fixtures
+from support.factories import configure, queue, row
+from support.oauth import consent
+from support.smtp_servers import RecordingHandler, smtp_server
 
 from portal import redis_client
 from portal.extensions import db

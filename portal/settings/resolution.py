@@ -16,6 +16,7 @@ from portal.models import (
     MailConfig,
     oauth_in_use,
 )
+from portal.wire import egress
 from portal.wire.egress import EgressPolicy
 
 SOURCE_COMPANY = "company"
@@ -173,9 +174,22 @@ def clear_auth_problem(
     """
     if not auth_enabled or oauth_in_use(auth_enabled, auth_method) or security != "none":
         return None
-    if host and policy.lists(host, address):
+    if not host:
+        return MSG_CLEAR_AUTH
+    addresses = [address] if address else _addresses(host, policy)
+    if policy.lists(host) or any(policy.lists(host, a) for a in addresses):
         return None
     return MSG_CLEAR_AUTH
+
+
+def _addresses(host: str, policy: EgressPolicy) -> list[str]:
+    """Where a host name points, when a listed network could hold it (a form, before connecting)."""
+    if not policy.allowed_networks:
+        return []
+    try:
+        return egress.system_resolver(host, 25)
+    except OSError:
+        return []  # no address: nothing listed can vouch for it
 
 
 def resolve(company: Company | None) -> EffectiveSettings:

@@ -237,11 +237,18 @@ class GlobalMailForm(MailForm):
             raise ValidationError(str(exc)) from exc
 
     def egress_policy(self) -> EgressPolicy:
-        # The relays typed on this page count, so listing a relay and using it is one save.
+        # The relays typed here count too (listing a relay and using it is one save), and the
+        # saved ones stay: a connection test goes through the saved policy whatever is typed.
+        saved = super().egress_policy()
         try:
-            return EgressPolicy.parse(self.egress_allowlist.data, self.egress_extra_ports.data)
+            typed = EgressPolicy.parse(self.egress_allowlist.data, self.egress_extra_ports.data)
         except ValueError:
-            return super().egress_policy()
+            return saved
+        return EgressPolicy(
+            saved.allowed_hosts | typed.allowed_hosts,
+            saved.allowed_networks + typed.allowed_networks,
+            saved.extra_ports | typed.extra_ports,
+        )
 
     def validate_egress_extra_ports(self, field) -> None:
         try:

@@ -4,10 +4,9 @@ import email
 from email import policy
 
 import pytest
+from support.factories import mail_config
 
 from portal import outbox
-from portal.extensions import db
-from portal.models import MailConfig
 from portal.text import to_text
 
 NEWSLETTER = """<!DOCTYPE html>
@@ -31,15 +30,11 @@ NEWSLETTER = """<!DOCTYPE html>
 
 @pytest.fixture
 def sender(app):
-    db.session.add(
-        MailConfig(
-            company_id=None,
-            host="mail.example.com",
-            default_sender_enabled=True,
-            sender_address="noreply@example.com",
-        )
+    mail_config(
+        host="mail.example.com",
+        default_sender_enabled=True,
+        sender_address="noreply@example.com",
     )
-    db.session.commit()
 
 
 def test_an_html_only_mail_gets_a_text_part_a_reader_can_use(sender):

@@ -1,14 +1,13 @@
 """A password never crosses the network in clear: AUTH over Security "None" needs a listed relay."""
 
 import pytest
+from support.factories import mail_config
+from support.forms import GLOBAL_URL, saved_global
 
 from portal.delivery.smtp_config import smtp_config
-from portal.extensions import db
-from portal.models import MailConfig
-from portal.settings.resolution import MSG_CLEAR_AUTH, global_config, resolve
+from portal.settings.resolution import MSG_CLEAR_AUTH, resolve
 from portal.wire.egress import EgressError
 
-GLOBAL_URL = "/settings/mail"
 IN_CLEAR = {
     "host": "smtp.example.com",
     "port": "25",
@@ -21,11 +20,6 @@ IN_CLEAR = {
     "timeout_seconds": "30",
     "retention_days": "30",
 }
-
-
-def saved_global() -> MailConfig | None:
-    db.session.expire_all()
-    return global_config()
 
 
 def test_password_auth_without_tls_to_an_unlisted_server_is_refused_at_the_field(as_superuser):
@@ -76,17 +70,13 @@ def test_test_connection_says_why_it_refuses_to_send_the_password(as_superuser):
 
 def test_settings_saved_before_the_rule_are_refused_before_any_connection(app):
     # Saved by an older version: the worker must not send this password in clear.
-    db.session.add(
-        MailConfig(
-            company_id=None,
-            host="8.8.8.8",  # a global literal: resolving it needs no DNS, nothing connects
-            port=25,
-            security="none",
-            auth_enabled=True,
-            username="mailer",
-        )
+    mail_config(
+        host="8.8.8.8",  # a global literal: resolving it needs no DNS, nothing connects
+        port=25,
+        security="none",
+        auth_enabled=True,
+        username="mailer",
     )
-    db.session.commit()
     with pytest.raises(EgressError) as refused:
         smtp_config(resolve(None))
     assert refused.value.message == MSG_CLEAR_AUTH

@@ -5,6 +5,7 @@ import re
 
 import pytest
 from sqlalchemy import select
+from support.browser import SCREENSHOTS, log_in
 
 from portal.extensions import db
 from portal.keys import api_keys
@@ -124,9 +125,7 @@ def test_login_is_required(browser, people):
 
 @pytest.mark.browser
 def test_create_and_revoke_in_the_browser(page, people):
-    from conftest import SCREENSHOTS
     from playwright.sync_api import expect
-    from test_browser import log_in
 
     log_in(page, people.acme_admin.email)
     page.goto(url(people.acme))

@@ -15,9 +15,11 @@ from email.message import EmailMessage
 
 import pytest
 from aiosmtpd.smtp import AuthResult
-from conftest import Browser
 from cryptography import x509
-from smtp_servers import (
+from sqlalchemy import select
+from support.factories import allow_test_server, mail_config
+from support.forms import VALID, company_data, steps
+from support.smtp_servers import (
     HOST,
     RecordingHandler,
     Server,
@@ -26,14 +28,12 @@ from smtp_servers import (
     server_context,
     smtp_server,
 )
-from sqlalchemy import select
-from test_delivery import allow_test_server, certs  # noqa: F401 - certs is a fixture
-from test_mail_settings import VALID, company_data
+from support.web import Browser
 
 from portal import redis_client
 from portal.delivery.connection_check import LOCK_KEY, TEST_SUBJECT
 from portal.extensions import db
-from portal.models import AuditEntry, MailConfig
+from portal.models import AuditEntry
 from portal.settings.saving import MSG_PASSWORD_AGAIN
 from portal.wire import probe
 from portal.wire.config import SmtpConfig
@@ -45,7 +45,6 @@ RECIPIENT = "check@example.org"
 SENDER = "noreply@example.com"  # VALID's sender address
 SERVER_LOGIN = ("user", "secret")  # what RecordingHandler accepts
 OK_STEPS = ["resolve", "connect", "greeting", "ehlo", "mail", "rcpt", "data", "accepted", "quit"]
-STEP = re.compile(r'<li class="(ok|failed)" data-step="([a-z]+)">')
 TAG = re.compile(r"<[^>]+>")
 
 
@@ -78,11 +77,6 @@ def text(fragment: str) -> str:
     """What a reader sees of an HTML fragment: no tags, entities decoded, spaces collapsed."""
     spaced = " ".join(html.unescape(TAG.sub(" ", fragment)).split())
     return re.sub(r" ([:,.)])", r"\1", spaced)
-
-
-def steps(page: str) -> list[tuple[str, bool]]:
-    """(data-step, ok?) of each step shown, in order."""
-    return [(name, cls == "ok") for cls, name in STEP.findall(page)]
 
 
 def failed_step(page: str) -> str:
@@ -124,7 +118,7 @@ def server(app):
 
 
 @pytest.fixture
-def tls(certs, web):  # noqa: F811 - certs is the imported fixture
+def tls(certs, web):
     """The server-side TLS context of a certificate from the test CA, which the portal trusts."""
     web.config["MAIL_CA_FILE"] = str(certs.ca)
     return server_context(certs.good)
@@ -163,7 +157,7 @@ def test_company_admin_tests_unsaved_company_values(as_acme, people, server):
     assert "SMTP transcript" not in response.text  # the transcript is for the superuser
 
 
-def test_starttls_with_login_shows_tls_and_auth_details(as_superuser, tls, certs):  # noqa: F811
+def test_starttls_with_login_shows_tls_and_auth_details(as_superuser, tls, certs):
     handler = RecordingHandler(user="mailer", password="tls-password")
     with smtp_server(handler, starttls=tls, require_starttls=True, auth=True) as running:
         allow_test_server(running.port)
@@ -380,7 +374,7 @@ CASES = {
 
 
 @contextlib.contextmanager
-def misbehaving(case: Case, certs, web):  # noqa: F811 - certs is passed on, not the fixture
+def misbehaving(case: Case, certs, web):
     """The server of a case, allowlisted (for "none" and "closed": a port nobody listens on)."""
     if case.server in ("none", "closed"):
         port = closed_port()
@@ -407,7 +401,7 @@ CERTIFICATE_CASES = ("expired", "wrong_host", "untrusted")
 
 
 @pytest.mark.parametrize("cause", CASES)
-def test_each_cause_is_diagnosed_at_its_step(as_superuser, certs, web, cause):  # noqa: F811
+def test_each_cause_is_diagnosed_at_its_step(as_superuser, certs, web, cause):
     case = CASES[cause]
     with misbehaving(case, certs, web) as running:
         form = global_form(running.port, **case.form)
@@ -500,7 +494,7 @@ def test_silent_server_is_no_greeting():
     assert "SSL/TLS" in result.diagnosis.hint
 
 
-def test_starttls_against_an_implicit_tls_port_suggests_ssl(certs):  # noqa: F811
+def test_starttls_against_an_implicit_tls_port_suggests_ssl(certs):
     handler = RecordingHandler()
     with smtp_server(handler, implicit_tls=server_context(certs.good)) as running:
         result = probe_run(running.port, security="starttls")
@@ -542,8 +536,7 @@ def trap(app, monkeypatch):
         return real(address, *args, **kwargs)
 
     with smtp_server() as running:
-        db.session.add(MailConfig(company_id=None, egress_extra_ports=str(running.port)))
-        db.session.commit()
+        mail_config(egress_extra_ports=str(running.port))
         monkeypatch.setattr(socket, "create_connection", spy)
         yield running, attempts
 

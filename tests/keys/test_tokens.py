@@ -4,21 +4,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from oauth_server import oauth_provider
-from smtp_servers import RecordingHandler, server_context, smtp_server
 from sqlalchemy import update
-from test_delivery import certs, queue, row  # noqa: F401 - certs is a fixture
-from test_oauth import (  # noqa: F401 - provider, smtp and connected are fixtures
-    GLOBAL_URL,
-    connected,
-    consent,
-    expire_cached_token,
-    grant,
-    oauth_form,
-    provider,
-    smtp,
-    stored_refresh_token,
-)
+from support.factories import queue, row
+from support.forms import GLOBAL_URL
+from support.oauth import consent, expire_cached_token, grant, oauth_form, stored_refresh_token
+from support.oauth_server import oauth_provider
+from support.smtp_servers import RecordingHandler, server_context, smtp_server
 
 from portal import delivery
 from portal.exceptions import OAuthTokenError
@@ -82,7 +73,7 @@ def test_a_dead_workers_refresh_lease_is_taken_over(connected, provider):
     assert provider.is_valid_access_token(token) and provider.refresh_count == 1
 
 
-def test_rotation_off_keeps_the_refresh_token(certs, app, web, as_superuser):  # noqa: F811
+def test_rotation_off_keeps_the_refresh_token(certs, app, web, as_superuser):
     """Google answers a refresh without a new refresh token: the saved one stays."""
     for served in (app, web):
         served.config["MAIL_CA_FILE"] = str(certs.ca)

@@ -3,10 +3,10 @@
 from datetime import timedelta
 
 import pytest
-from smtp_servers import smtp_server
 from sqlalchemy import select
-from test_delivery import configure, queue, row
-from test_mail_settings import VALID
+from support.factories import configure, queue, row
+from support.forms import VALID
+from support.smtp_servers import smtp_server
 
 from portal import delivery
 from portal.extensions import db

@@ -8,113 +8,30 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from oauth_server import MAILBOX, oauth_provider
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from smtp_servers import RecordingHandler, server_context, smtp_server
 from sqlalchemy import select, update
-from test_connection_test import steps
-from test_delivery import allow_test_server, certs, queue, row  # noqa: F401 - certs: a fixture
-from test_mail_settings import VALID
+from support.factories import queue, row
+from support.forms import GLOBAL_URL, steps
+from support.oauth import (
+    GLOBAL_AUTHORIZE,
+    consent,
+    expire_cached_token,
+    grant,
+    oauth_form,
+    stored_refresh_token,
+)
+from support.oauth_server import MAILBOX
 
-from portal import crypto, delivery, redis_client
+from portal import delivery, redis_client
 from portal.exceptions import ReauthorizationNeededError
 from portal.extensions import db
 from portal.keys import tokens
-from portal.models import AuditEntry, MailConfig, OAuthGrant, OutboxMessage, utcnow
+from portal.models import AuditEntry, MailConfig, OutboxMessage, utcnow
 from portal.outbox import handoff
 from portal.settings.resolution import global_config
 
-GLOBAL_URL = "/settings/mail"
-GLOBAL_AUTHORIZE = "/settings/mail/oauth/authorize"
 GLOBAL_DISCONNECT = "/settings/mail/oauth/disconnect"
-
-
-@pytest.fixture
-def provider(certs, app, web):  # noqa: F811 - certs is the imported fixture
-    """The authorization server; both apps trust its certificate like a public CA's."""
-    for served in (app, web):
-        served.config["MAIL_CA_FILE"] = str(certs.ca)
-    with oauth_provider(certs) as running:
-        running.ca = str(certs.ca)
-        allow_test_server(urlsplit(running.base_url).port)
-        yield running
-
-
-@pytest.fixture
-def smtp(certs, provider):  # noqa: F811
-    """A STARTTLS server that takes AUTH XOAUTH2 only, with an access token valid right now."""
-    handler = RecordingHandler(xoauth2=provider.is_valid_access_token)
-    with smtp_server(handler, starttls=server_context(certs.good), auth=True) as running:
-        allow_test_server(running.port)
-        yield running
-
-
-def oauth_form(provider, smtp_port: int, **overrides) -> dict:
-    """The global form as an admin fills it for an OAuth2 provider of their own."""
-    data = {
-        **VALID,
-        "host": "127.0.0.1",
-        "port": str(smtp_port),
-        "security": "starttls",
-        "timeout_seconds": "10",
-        "auth_method": "oauth2",
-        "username": MAILBOX,
-        "oauth_client_id": provider.client_id,
-        "oauth_client_secret": provider.client_secret,
-        "oauth_authorize_url": provider.authorize_url,
-        "oauth_token_url": provider.token_url,
-        "oauth_revoke_url": provider.revoke_url,
-        "oauth_scopes": "mail.send offline_access",
-        # Both servers listen on loopback: the superuser allows them like internal relays.
-        "egress_allowlist": "127.0.0.1/32",
-        "egress_extra_ports": f"{smtp_port},{urlsplit(provider.base_url).port}",
-        **overrides,
-    }
-    data.pop("password")
-    return data
-
-
-def consent(browser, provider, authorize_url: str = GLOBAL_AUTHORIZE, allow: bool = True):
-    """Click Authorize, then Allow at the provider; return the portal's callback response."""
-    started = browser.post(authorize_url, {}, htmx=True)
-    assert started.status_code == 204, started.text
-    at_provider = started.headers["HX-Redirect"]
-    page = requests.get(at_provider, verify=provider.ca, timeout=5)
-    assert f"send mail as {MAILBOX}" in page.text
-    answer = requests.post(
-        at_provider,
-        data={"confirm": "yes" if allow else "no"},
-        verify=provider.ca,
-        allow_redirects=False,
-        timeout=5,
-    )
-    back = urlsplit(answer.headers["Location"])
-    return browser.get(f"{back.path}?{back.query}")
-
-
-@pytest.fixture
-def connected(as_superuser, provider, smtp):
-    """The global settings saved for the test provider and the mailbox authorized."""
-    saved = as_superuser.post(GLOBAL_URL, oauth_form(provider, smtp.port), htmx=True)
-    assert saved.status_code == 200, saved.text
-    back = consent(as_superuser, provider)
-    assert back.status_code == 303 and back.headers["Location"].endswith(GLOBAL_URL)
-    return as_superuser
-
-
-def grant() -> OAuthGrant:
-    db.session.expire_all()
-    return db.session.scalar(select(OAuthGrant))
-
-
-def stored_refresh_token() -> str:
-    return crypto.decrypt(grant().refresh_token_encrypted)
-
-
-def expire_cached_token() -> None:
-    db.session.execute(update(OAuthGrant).values(access_expires_at=utcnow()))
-    db.session.commit()
 
 
 def test_authorize_callback_send(connected, provider, smtp, people):

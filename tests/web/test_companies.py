@@ -1,6 +1,7 @@
 import re
 
 from sqlalchemy import select
+from support.web import Browser
 
 from portal.extensions import db
 from portal.models import AuditEntry, Company, User
@@ -51,8 +52,6 @@ def test_rename_to_taken_name_is_refused(as_superuser, people):
 
 
 def test_invite_creates_an_admin_with_a_one_time_link(as_superuser, web, people):
-    from conftest import Browser
-
     url = f"/companies/{people.acme.id}/admins"
     response = as_superuser.post(
         url, {"email": "New.Admin@Acme.example.com", "name": "New"}, htmx=True

@@ -8,72 +8,19 @@ import pytest
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
-from smtp_servers import RecordingHandler, make_certs, raw_server, server_context, smtp_server
+from support.factories import configure, queue, row
+from support.smtp_servers import (
+    RecordingHandler,
+    closed_port,
+    raw_server,
+    server_context,
+    smtp_server,
+)
 
-from portal import crypto, delivery, outbox, redis_client
+from portal import crypto, delivery, redis_client
 from portal.extensions import db
-from portal.models import MailConfig, OutboxMessage, as_utc, utcnow
+from portal.models import as_utc, utcnow
 from portal.outbox import handoff
-from portal.settings.resolution import global_config
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
-
-
-def allow_test_server(port: int) -> None:
-    """Test servers listen on loopback: allowlist it, and their port, in the global settings."""
-    glob = global_config() or MailConfig(company_id=None)
-    glob.egress_allowlist = "127.0.0.1/32"
-    ports = {p for p in (glob.egress_extra_ports or "").split(",") if p} | {str(port)}
-    glob.egress_extra_ports = ",".join(sorted(ports))
-    db.session.add(glob)
-    db.session.commit()
-
-
-def configure(company=None, **values) -> MailConfig:
-    """Save settings (global, or a company's own) pointing at a test server."""
-    settings = {
-        "host": "127.0.0.1",
-        "port": 25,
-        "security": "none",
-        "sender_address": "noreply@example.com",
-        "sender_name": "Portal",
-        "default_sender_enabled": True,
-        "timeout_seconds": 5,
-        **values,
-    }
-    allow_test_server(settings["port"])
-    if company is not None:
-        settings.pop("default_sender_enabled")
-        company.use_own_mail_settings = True
-        config = MailConfig(company_id=company.id, **settings)
-    else:
-        config = global_config()
-        for name, value in settings.items():
-            setattr(config, name, value)
-    db.session.add(config)
-    db.session.commit()
-    return config
-
-
-def queue(company, n=1, **kwargs) -> list[OutboxMessage]:
-    fields = {"to": ["rcpt@example.org"], "subject": "Hello", "text": "Body", **kwargs}
-    return [
-        outbox.send(company, **{**fields, "subject": f"{fields['subject']} {i}"}) for i in range(n)
-    ]
-
-
-def row(message) -> OutboxMessage:
-    db.session.expire_all()
-    return db.session.get(OutboxMessage, message.id)
 
 
 def test_plain_delivery_records_sent(app, people, server):
@@ -271,8 +218,6 @@ def test_a_large_group_is_split_into_sessions_of_the_group_size(app, people, ser
 
 
 def test_a_dead_server_defers_the_whole_group_at_once(app, people):
-    from smtp_servers import closed_port
-
     configure(port=closed_port(), group_sends=True)
     messages = queue(people.acme, 3)
     delivery.deliver_group(messages[0].group_key)

@@ -5,9 +5,9 @@ from email import policy
 
 import pytest
 from playwright.sync_api import expect
-from smtp_servers import RecordingHandler, smtp_server
-from test_browser import log_in, shot, switch_on
-from test_delivery import allow_test_server
+from support.browser import log_in, shot, switch_on
+from support.factories import allow_test_server
+from support.smtp_servers import RecordingHandler, smtp_server
 
 from portal.delivery.connection_check import TEST_SUBJECT
 
@@ -25,7 +25,7 @@ def slow_server(app):
         yield running
 
 
-def test_company_admin_tests_the_connection(page, people, slow_server):  # noqa: F811
+def test_company_admin_tests_the_connection(page, people, slow_server):
     log_in(page, people.acme_admin.email)
     expect(page).to_have_url(f"/companies/{people.acme.id}/email")
     switch_on(page, "Use company-specific mail settings")

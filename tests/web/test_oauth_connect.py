@@ -6,7 +6,8 @@ import re
 import pytest
 from markupsafe import escape
 from sqlalchemy import func, select
-from test_mail_settings import GLOBAL_URL, VALID, company_data, company_url, saved_global
+from support.factories import mail_config
+from support.forms import GLOBAL_URL, VALID, company_data, company_url, saved_global
 
 from portal import crypto
 from portal.delivery.connection_check import MSG_AUTHORIZE_FIRST
@@ -248,8 +249,10 @@ def test_company_authorize_needs_its_own_settings_in_use(as_acme, people):
 
 def connected_config(company=None) -> MailConfig:
     """A saved OAuth2 configuration with an authorization, written straight to the database."""
-    config = MailConfig(
-        company_id=company.id if company else None,
+    if company:
+        company.use_own_mail_settings = True
+    return mail_config(
+        company,
         host="smtp.example.com",
         auth_enabled=True,
         auth_method="oauth2",
@@ -259,13 +262,8 @@ def connected_config(company=None) -> MailConfig:
         oauth_authorize_url=OAUTH["oauth_authorize_url"],
         oauth_token_url=OAUTH["oauth_token_url"],
         oauth_scopes=OAUTH["oauth_scopes"],
+        grant=OAuthGrant(connected_as="mailbox@example.com", refresh_token_encrypted="x"),
     )
-    config.grant = OAuthGrant(connected_as="mailbox@example.com", refresh_token_encrypted="x")
-    if company:
-        company.use_own_mail_settings = True
-    db.session.add(config)
-    db.session.commit()
-    return config
 
 
 @pytest.mark.parametrize(

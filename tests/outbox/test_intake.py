@@ -8,17 +8,18 @@ from email import policy
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.registry import ScheduledJobRegistry
+from support.factories import mail_config
 
 from portal import crypto, outbox, redis_client
 from portal.exceptions import MailValidationError
 from portal.extensions import db
-from portal.models import MailConfig, OutboxMessage, User
+from portal.models import OutboxMessage, User
 from portal.outbox import handoff
 
 
 @pytest.fixture
 def global_settings(app):
-    config = MailConfig(
+    return mail_config(
         host="smtp.example.com",
         port=587,
         security="starttls",
@@ -32,9 +33,6 @@ def global_settings(app):
         footer_html="<p>Example Ltd</p>",
         footer_text="Example Ltd",
     )
-    db.session.add(config)
-    db.session.commit()
-    return config
 
 
 def parsed(message: OutboxMessage) -> email.message.EmailMessage:
@@ -113,16 +111,13 @@ def test_footer_is_appended_to_text_and_html(app, global_settings, people):
 
 
 def test_company_settings_give_the_company_sender(app, global_settings, people):
-    db.session.add(
-        MailConfig(
-            company_id=people.acme.id,
-            host="smtp.acme.example.com",
-            sender_address="mail@acme.example.com",
-            sender_name="Acme",
-        )
-    )
     people.acme.use_own_mail_settings = True
-    db.session.commit()
+    mail_config(
+        people.acme,
+        host="smtp.acme.example.com",
+        sender_address="mail@acme.example.com",
+        sender_name="Acme",
+    )
     acme = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
     globex = outbox.send(people.globex, to=["x@example.org"], subject="s", text="t")
     assert address(parsed(acme), "From") == ("Acme", "mail@acme.example.com")

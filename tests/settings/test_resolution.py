@@ -1,15 +1,15 @@
 import dataclasses
 
 import pytest
+from support.factories import mail_config
 
 from portal.extensions import db
-from portal.models import MailConfig
 from portal.settings.resolution import DEFAULTS, env_seed, resolve
 
 
 @pytest.fixture
 def global_config(app):
-    config = MailConfig(
+    return mail_config(
         host="smtp.global.example.com",
         port=587,
         security="starttls",
@@ -26,15 +26,12 @@ def global_config(app):
         footer_html="<p>Global footer</p>",
         footer_text="Global footer",
     )
-    db.session.add(config)
-    db.session.commit()
-    return config
 
 
 @pytest.fixture
 def acme_config(people):
-    config = MailConfig(
-        company_id=people.acme.id,
+    return mail_config(
+        people.acme,
         host="smtp.acme.example.com",
         port=465,
         security="ssl",
@@ -44,9 +41,6 @@ def acme_config(people):
         group_sends=False,
         timeout_seconds=30,
     )
-    db.session.add(config)
-    db.session.commit()
-    return config
 
 
 def test_nothing_saved_gives_defaults(app, people):
@@ -79,9 +73,8 @@ def test_enabled_company_wins_for_that_company_only(global_config, acme_config, 
 
 
 def test_per_field_sources_mix_company_global_and_default(app, acme_config, people):
-    db.session.add(MailConfig(host="smtp.global.example.com", reply_to="help@global.example.com"))
     people.acme.use_own_mail_settings = True
-    db.session.commit()
+    mail_config(host="smtp.global.example.com", reply_to="help@global.example.com")
     effective = resolve(people.acme)
     assert effective.source("host") == "company"
     # Optional fields a company leaves empty keep the global value.

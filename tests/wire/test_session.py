@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from smtp_servers import (  # tests/smtpd.py: the test directory comes first on sys.path
+from support.smtp_servers import (
     CertAndKey,
     Certs,
     Message,

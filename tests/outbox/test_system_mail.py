@@ -6,11 +6,10 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
-from conftest import Browser
 from itsdangerous import URLSafeTimedSerializer
-from smtp_servers import smtp_server
 from sqlalchemy import select
-from test_delivery import configure
+from support.factories import configure
+from support.web import Browser
 
 from portal import accounts, delivery
 from portal.extensions import db
@@ -20,12 +19,6 @@ from portal.web.auth import MSG_RESET_SENT
 NEW_PASSWORD = "a long new passphrase"
 LINK = re.compile(r"http://portal\.test(/set-password/[A-Za-z0-9_.\-]+)")
 CARD = re.compile(r'<section class="card narrow">.*?</section>', re.S)
-
-
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
 
 
 @pytest.fixture

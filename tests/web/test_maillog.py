@@ -10,9 +10,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
-from smtp_servers import smtp_server
 from sqlalchemy import insert, select
-from test_delivery import configure
+from support.factories import configure
 
 from portal import delivery, outbox, tenancy
 from portal.extensions import db
@@ -22,12 +21,6 @@ from portal.outbox import handoff, queries
 ROW_ID = re.compile(r'<tr id="mail-row-(\d+)"')
 OLDER = re.compile(r'<a href="([^"]+)"[^>]*rel="next"')
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
 
 
 def raw_mail(subject: str, to: list[str], **headers) -> bytes:

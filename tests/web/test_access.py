@@ -1,36 +1,7 @@
 """The role matrix: every route for anonymous users, both company admins and the superuser."""
 
 import pytest
-
-ANON, ACME, GLOBEX, SUPER = "anonymous", "acme admin", "globex admin", "superuser"
-
-# (method, path template, expected status per role); {acme} is Acme's id, {acme_admin} its admin.
-ROUTES = [
-    ("GET", "/", {ANON: 302, ACME: 302, GLOBEX: 302, SUPER: 302}),
-    ("GET", "/settings/mail", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
-    ("POST", "/settings/mail", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
-    ("GET", "/settings/mail/password-input", {ANON: 302, ACME: 200, GLOBEX: 200, SUPER: 200}),
-    ("POST", "/settings/mail/test", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
-    ("POST", "/companies/{acme}/email/test", {ANON: 302, ACME: 422, GLOBEX: 404, SUPER: 422}),
-    ("GET", "/settings/mail/caught", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
-    ("GET", "/settings/mail/caught/1-1.eml", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 404}),
-    ("GET", "/companies", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
-    ("POST", "/companies", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
-    ("GET", "/companies/{acme}", {ANON: 302, ACME: 302, GLOBEX: 404, SUPER: 302}),
-    ("GET", "/companies/{acme}/email", {ANON: 302, ACME: 200, GLOBEX: 404, SUPER: 200}),
-    ("POST", "/companies/{acme}/email", {ANON: 302, ACME: 302, GLOBEX: 404, SUPER: 302}),
-    ("GET", "/companies/{acme}/row", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
-    ("GET", "/companies/{acme}/rename", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
-    ("POST", "/companies/{acme}/rename", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
-    ("GET", "/companies/{acme}/admins", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
-    ("POST", "/companies/{acme}/admins", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
-    (
-        "POST",
-        "/companies/{acme}/admins/{acme_admin}/remove",
-        {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200},
-    ),
-    ("GET", "/companies/999999/email", {ANON: 302, ACME: 404, GLOBEX: 404, SUPER: 404}),
-]
+from support.web import ACME, ANON, GLOBEX, ROUTES, SUPER, Browser
 
 
 @pytest.fixture
@@ -67,8 +38,6 @@ def test_company_admin_sees_only_their_company_in_the_navigation(as_acme, people
 
 
 def test_removed_admin_loses_access_at_once(as_superuser, web, people):
-    from conftest import Browser
-
     other = Browser(web.test_client())
     other.login(people.acme_admin.email)
     assert other.get(f"/companies/{people.acme.id}/email").status_code == 200
@@ -87,8 +56,6 @@ def test_state_changes_without_csrf_token_are_refused(as_superuser, people, path
 
 
 def test_csrf_token_of_another_session_is_refused(as_superuser, web, people):
-    from conftest import Browser
-
     stranger = Browser(web.test_client())
     token = stranger.csrf()
     response = as_superuser.client.post(

@@ -4,11 +4,12 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import PASSWORD, SCREENSHOTS
-from oauth_server import MAILBOX, oauth_provider
 from playwright.sync_api import Page, Response, expect
-from smtp_servers import RecordingHandler, make_certs, server_context, smtp_server
 from sqlalchemy import select
+from support.browser import assert_not_reloaded, log_in, mark_window, shot, switch_on
+from support.factories import mail_config
+from support.oauth_server import MAILBOX, oauth_provider
+from support.smtp_servers import RecordingHandler, make_certs, server_context, smtp_server
 
 from portal import crypto
 from portal.extensions import db
@@ -22,46 +23,13 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def global_mail(app) -> MailConfig:
     """A saved global configuration, so a company's form has something to prefill."""
-    config = MailConfig(
+    return mail_config(
         host="smtp.example.com",
         port=587,
         security="starttls",
         sender_address="noreply@example.com",
         timeout_seconds=30,
     )
-    db.session.add(config)
-    db.session.commit()
-    return config
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
-
-
-def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/login")
-    shot(page, "login")
-    page.get_by_label("Email", exact=True).fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
-
-
-def mark_window(page: Page) -> None:
-    """Set a JS marker that only a full page load would wipe out."""
-    page.evaluate("window.__noReload = true")
-
-
-def assert_not_reloaded(page: Page) -> None:
-    assert page.evaluate("window.__noReload") is True
-
-
-def switch_on(page: Page, name: str) -> None:
-    """Click a switch; htmx swaps the form, so check the state on the new element."""
-    switch = page.get_by_role("switch", name=name, exact=True)
-    switch.click()
-    expect(switch).to_be_checked()
 
 
 def save(page: Page) -> Response:

@@ -24,8 +24,9 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, Response, request
-from smtp_servers import HOST, Certs, server_context
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from support.smtp_servers import HOST, Certs, server_context
 
 CLIENT_ID = "portal-client"
 MAILBOX = "mailbox@example.com"

@@ -8,10 +8,11 @@ from email import policy
 
 import pytest
 from sqlalchemy import func, select
+from support.factories import mail_config
 
 from portal.extensions import db
 from portal.keys import api_keys
-from portal.models import IdempotencyRecord, MailConfig, OutboxMessage
+from portal.models import IdempotencyRecord, OutboxMessage
 from portal.web import api
 
 MESSAGES = "/api/v1/messages"
@@ -21,7 +22,7 @@ PDF = b"%PDF-1.4 fake invoice\n"
 @pytest.fixture
 def mail_settings(app):
     """Global settings with a sender: enough to queue mail (no worker runs here)."""
-    config = MailConfig(
+    return mail_config(
         host="smtp.example.com",
         port=587,
         security="starttls",
@@ -29,9 +30,6 @@ def mail_settings(app):
         sender_address="noreply@example.com",
         sender_name="Example Portal",
     )
-    db.session.add(config)
-    db.session.commit()
-    return config
 
 
 def new_key(company, user=None, name="Service") -> str:

@@ -2,9 +2,9 @@
 
 import pytest
 from playwright.sync_api import expect
-from smtp_servers import smtp_server
-from test_browser import assert_not_reloaded, log_in, mark_window, shot
-from test_delivery import configure
+from support.browser import assert_not_reloaded, log_in, mark_window, shot
+from support.factories import configure
+from support.smtp_servers import smtp_server
 
 from portal import delivery, outbox
 

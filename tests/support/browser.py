@@ -1,0 +1,48 @@
+"""Driving a real Chromium: where it is, its screenshots, logging in, marking the window."""
+
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from support.web import PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"  # tests/screenshots/
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/login")
+    shot(page, "login")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def mark_window(page: Page) -> None:
+    """Set a JS marker that only a full page load would wipe out."""
+    page.evaluate("window.__noReload = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__noReload") is True
+
+
+def switch_on(page: Page, name: str) -> None:
+    """Click a switch; htmx swaps the form, so check the state on the new element."""
+    switch = page.get_by_role("switch", name=name, exact=True)
+    switch.click()
+    expect(switch).to_be_checked()

@@ -1,0 +1,66 @@
+"""Rows the tests need: written straight to the database (each writer commits) and read back."""
+
+from sqlalchemy import select
+
+from portal import outbox
+from portal.extensions import db
+from portal.models import Company, MailConfig, OutboxMessage
+from portal.settings.resolution import global_config
+
+
+def mail_config(company: Company | None = None, **overrides) -> MailConfig:
+    """Create or update a company's own settings row (None: the global one); commits.
+
+    Only the row: whether the company uses it (use_own_mail_settings) is the caller's to set.
+    """
+    if company is None:
+        config = global_config() or MailConfig(company_id=None)
+    else:
+        own = select(MailConfig).where(MailConfig.company_id == company.id)
+        config = db.session.scalar(own) or MailConfig(company_id=company.id)
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    db.session.add(config)
+    db.session.commit()
+    return config
+
+
+def allow_test_server(port: int) -> None:
+    """Test servers listen on loopback: allowlist it, and their port, in the global settings."""
+    glob = global_config()
+    saved = (glob.egress_extra_ports if glob else None) or ""
+    ports = {p for p in saved.split(",") if p} | {str(port)}
+    mail_config(egress_allowlist="127.0.0.1/32", egress_extra_ports=",".join(sorted(ports)))
+
+
+def configure(company: Company | None = None, **values) -> MailConfig:
+    """Save settings (global, or a company's own and in use) pointing at a test server."""
+    settings = {
+        "host": "127.0.0.1",
+        "port": 25,
+        "security": "none",
+        "sender_address": "noreply@example.com",
+        "sender_name": "Portal",
+        "default_sender_enabled": True,
+        "timeout_seconds": 5,
+        **values,
+    }
+    allow_test_server(settings["port"])
+    if company is not None:
+        settings.pop("default_sender_enabled")
+        company.use_own_mail_settings = True
+    return mail_config(company, **settings)
+
+
+def queue(company, n=1, **kwargs) -> list[OutboxMessage]:
+    """Send n mails through the outbox (subjects "Hello 0", "Hello 1", ...); each commits."""
+    fields = {"to": ["rcpt@example.org"], "subject": "Hello", "text": "Body", **kwargs}
+    return [
+        outbox.send(company, **{**fields, "subject": f"{fields['subject']} {i}"}) for i in range(n)
+    ]
+
+
+def row(message) -> OutboxMessage:
+    """The message's row as the database holds it now, past the session's cache."""
+    db.session.expire_all()
+    return db.session.get(OutboxMessage, message.id)
