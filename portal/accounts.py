@@ -22,7 +22,9 @@ PURPOSES = (INVITATION, RESET)
 
 
 def set_password(user: User, password: str) -> None:
+    """A new password, which ends every session opened with the old one."""
     user.password_hash = hasher.hash(password)
+    user.session_generation = (user.session_generation or 0) + 1
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -35,7 +37,7 @@ def authenticate(email: str, password: str) -> User | None:
     if user is None or not user.password_hash:
         return None
     if hasher.check_needs_rehash(user.password_hash):
-        set_password(user, password)
+        user.password_hash = hasher.hash(password)  # the same password: sessions stay
     return user
 
 

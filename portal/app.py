@@ -8,10 +8,21 @@ import click
 from flask import Flask, render_template
 from flask.cli import FlaskGroup
 
-from portal import cli, crypto, redis_client
+from portal import cli, config, crypto, redis_client
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.extensions import csrf, db, limiter, login_manager, migrate
-from portal.web import api, api_keys, auth, companies, mail_settings, maillog, oauth_connect
+from portal.web import (
+    account,
+    api,
+    api_keys,
+    auth,
+    companies,
+    headers,
+    hosts,
+    mail_settings,
+    maillog,
+    oauth_connect,
+)
 from portal.web.labels import AUTH_METHOD_NAMES, FIELD_LABELS, SECURITY_NAMES
 
 
@@ -27,7 +38,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     app.config.from_object(Config)
     app.config.from_mapping(test_config)
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    config.finish(app.config)
+    _private_instance(Path(app.instance_path))
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = database_url(
@@ -36,6 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
+    hosts.init_app(app)  # first: an untrusted Host is refused before anything else runs
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
@@ -46,6 +59,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     crypto.init_app(app)
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(companies.bp)
     app.register_blueprint(mail_settings.bp)
     app.register_blueprint(oauth_connect.bp)
@@ -60,8 +74,18 @@ def create_app(test_config: dict | None = None) -> Flask:
         AUTH_METHOD_NAMES=AUTH_METHOD_NAMES,
     )
     _register_error_pages(app)
-    app.after_request(_no_store)
+    headers.init_app(app)
     return app
+
+
+def _private_instance(instance: Path) -> None:
+    """instance/ holds the database, keys and Redis: readable by the portal's user alone."""
+    # Process-wide, so the SQLite files, the key files and the embedded Redis (a child
+    # process) are all created 0600 whoever creates them first.
+    os.umask(0o077)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if instance.stat().st_uid == os.getuid():
+        instance.chmod(0o700)  # one made world-readable before this release
 
 
 def _init_limiter(app: Flask) -> None:
@@ -89,13 +113,6 @@ def _instance_secret(instance: Path) -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-def _no_store(response):
-    # Settings pages carry tenant data: keep them out of shared caches.
-    if response.mimetype == "text/html":
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 def _register_error_pages(app: Flask) -> None:

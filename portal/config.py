@@ -1,12 +1,17 @@
 """The app's configuration: each default declared once, overridable from the environment."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_PATH = ROOT / "instance"
 DEFAULT_API_RATE_LIMIT = "600 per minute"  # per API key, over both operations
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # one mail, and one API request carrying it
+PRODUCTION = "production"
+DEFAULT_BASE_URL = "http://127.0.0.1:5000"  # where `make run` serves
+DEFAULT_TRUSTED_HOSTS = "127.0.0.1,localhost"
 
 
 def database_url(url: str | None, instance_path: Path) -> str:
@@ -19,6 +24,12 @@ def database_url(url: str | None, instance_path: Path) -> str:
     return url
 
 
+def _flag(name: str) -> bool | None:
+    """An environment switch: "1" on, anything else off, None when unset."""
+    value = os.environ.get(name)
+    return None if value is None else value == "1"
+
+
 class Config:
     """Settings for a running portal; every value can come from the environment."""
 
@@ -26,10 +37,25 @@ class Config:
     DATABASE_URL = os.environ.get("DATABASE_URL")
     PORTAL_ENCRYPTION_KEYS = os.environ.get("PORTAL_ENCRYPTION_KEYS")
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    PORTAL_ENV = os.environ.get("PORTAL_ENV", "development")
+    # The portal as its users reach it, scheme included: every link in a mail or handed to an
+    # OAuth2 provider starts with it, never with the Host a request names.
+    PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL")
+    # Hosts a request may name (a leading dot admits subdomains); others get 400. The base
+    # URL's host is always added.
+    TRUSTED_HOSTS = os.environ.get("TRUSTED_HOSTS", DEFAULT_TRUSTED_HOSTS)
+    # Reverse proxies in front of the portal: only their X-Forwarded-* headers are believed.
+    PORTAL_PROXY_COUNT = int(os.environ.get("PORTAL_PROXY_COUNT", "0"))
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
+    # None: on in production and behind an https base URL (see `finish`).
+    SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE")
     REMEMBER_COOKIE_SAMESITE = "Lax"
+    # A login lasts at most this long, and ends sooner when unused for the idle time.
+    PERMANENT_SESSION_LIFETIME = timedelta(
+        seconds=int(os.environ.get("SESSION_LIFETIME_SECONDS", str(12 * 3600)))
+    )
+    SESSION_IDLE_SECONDS = float(os.environ.get("SESSION_IDLE_SECONDS", str(2 * 3600)))
     WTF_CSRF_TIME_LIMIT = 3600
     # Signed set-password links stay valid this long (seconds).
     INVITATION_MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -62,3 +88,34 @@ class Config:
     API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(MAX_MESSAGE_BYTES)))
     # Test connection: per user, and one running test per company at a time.
     MAIL_TEST_RATE_LIMIT = os.environ.get("MAIL_TEST_RATE_LIMIT", "10 per 10 minutes")
+
+
+def _host_list(hosts: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    return [h.strip().lower() for h in hosts or () if h.strip()]
+
+
+def finish(config: dict) -> None:
+    """Settle the values that follow from others, once the app's config is complete.
+
+    The base URL defaults to Flask's SERVER_NAME when one is set, else to the demo's
+    address; production refuses to start without one, rather than mail links to 127.0.0.1.
+    """
+    production = config["PORTAL_ENV"] == PRODUCTION
+    base = config.get("PORTAL_BASE_URL")
+    if not base:
+        if production:
+            raise RuntimeError("PORTAL_BASE_URL must be set when PORTAL_ENV is production")
+        server = config.get("SERVER_NAME")
+        base = f"{config['PREFERRED_URL_SCHEME']}://{server}" if server else DEFAULT_BASE_URL
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise RuntimeError(f"PORTAL_BASE_URL must be http(s)://host[:port][/path], not {base!r}")
+    config["PORTAL_BASE_URL"] = base.rstrip("/")
+    hosts = _host_list(config.get("TRUSTED_HOSTS"))
+    if parts.hostname not in hosts:
+        hosts.append(parts.hostname)
+    config["TRUSTED_HOSTS"] = hosts  # Flask refuses any other Host with 400
+    if config.get("SESSION_COOKIE_SECURE") is None:
+        config["SESSION_COOKIE_SECURE"] = production or parts.scheme == "https"

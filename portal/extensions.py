@@ -32,7 +32,8 @@ csrf = CSRFProtect()
 
 
 def _user_key() -> str:
-    return f"user:{current_user.get_id()}" if current_user.is_authenticated else "anonymous"
+    # The id alone: a new session generation must not bring a fresh allowance.
+    return f"user:{current_user.id}" if current_user.is_authenticated else "anonymous"
 
 
 # Storage is Redis, set from REDIS_URL (or the embedded Redis) when the app is created.

@@ -69,8 +69,14 @@ class User(UserMixin, db.Model):
     is_superuser: Mapped[bool] = mapped_column(default=False)
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Raised on logout and on a new password: sessions opened under an older one are refused.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     company: Mapped[Company | None] = relationship(back_populates="admins")
+
+    def get_id(self) -> str:
+        """What the session cookie names: the user and the generation it was opened under."""
+        return f"{self.id}:{self.session_generation}"
 
     @property
     def display_name(self) -> str:

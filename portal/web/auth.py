@@ -2,15 +2,16 @@
 
 from flask import Blueprint, abort, current_app, redirect, render_template, url_for
 from flask_limiter.util import get_remote_address
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
 from portal import accounts
-from portal.extensions import db, limiter, login_manager
-from portal.models import User
+from portal.extensions import db, limiter
 from portal.outbox import system_mail
+from portal.web import sessions
 from portal.web.forms import LoginForm, SetPasswordForm, max_length, required, single_line
+from portal.web.links import external_url
 
 bp = Blueprint("auth", __name__)
 MSG_BAD_LOGIN = "Email or password is incorrect."
@@ -20,11 +21,6 @@ MSG_RESET_SENT = "If an account exists for that address, a reset link is on its 
 class ForgotPasswordForm(FlaskForm):
     # Any non-empty single line: a syntax check could tell stored addresses from others.
     email = StringField("Email", [required("Enter your email."), single_line, max_length(320)])
-
-
-@login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
 
 
 def home_url() -> str:
@@ -49,7 +45,7 @@ def login():
         user = accounts.authenticate(form.email.data, form.password.data)
         if user is not None:
             db.session.commit()
-            login_user(user)
+            sessions.start(user)
             return redirect(home_url())
         error = MSG_BAD_LOGIN
     status = 422 if form.errors or error else 200
@@ -58,7 +54,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    logout_user()
+    # The cookie is worthless afterwards, in this browser and wherever it was copied to.
+    if current_user.is_authenticated:
+        sessions.end_everywhere(current_user)
     return redirect(url_for("auth.login"))
 
 
@@ -69,9 +67,9 @@ def set_password(token: str):
         return render_template("auth/link_invalid.html"), 404
     form = SetPasswordForm()
     if form.validate_on_submit():
-        accounts.set_password(user, form.password.data)
+        accounts.set_password(user, form.password.data)  # ends the user's other sessions
         db.session.commit()
-        login_user(user)
+        sessions.start(user)
         return redirect(home_url())
     status = 422 if form.errors else 200
     return render_template("auth/set_password.html", form=form, user=user), status
@@ -82,7 +80,7 @@ def _reset_limit() -> str:
 
 
 def _reset_link(token: str) -> str:
-    return url_for("auth.set_password", token=token, _external=True)
+    return external_url("auth.set_password", token=token)
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])

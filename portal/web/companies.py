@@ -13,6 +13,7 @@ from portal.text import duration_text
 from portal.web.access import superuser_required, visible_company
 from portal.web.forms import CompanyForm, InviteForm
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
+from portal.web.links import external_url
 
 bp = Blueprint("companies", __name__, url_prefix="/companies")
 MSG_NAME_TAKEN = "A company with this name exists already."
@@ -119,7 +120,7 @@ def invite(company: Company, email: str, name: str) -> tuple[User | None, str | 
 
 def _send_invitation(user: User, company: Company) -> dict:
     """Queue the invitation mail; what the superuser sees about it (the link is the fallback)."""
-    link = url_for("auth.set_password", token=accounts.password_token(user), _external=True)
+    link = external_url("auth.set_password", token=accounts.password_token(user))
     invitation = {"email": user.email, "link": link, "problem": None}
     try:
         system_mail.send_invitation(user, company, link)

@@ -25,6 +25,7 @@ from portal.outbox import store
 from portal.settings.resolution import global_config
 from portal.web.access import visible_company
 from portal.web.htmx import UNPROCESSABLE, navigate
+from portal.web.links import external_url
 
 bp = Blueprint("oauth", __name__)
 STATE_KEY = "portal:oauth-state:{}"
@@ -38,7 +39,7 @@ MSG_SAVE_FIRST = (
 
 def redirect_uri() -> str:
     """The callback address to register with the provider."""
-    return current_app.config.get("OAUTH_REDIRECT_URI") or url_for("oauth.callback", _external=True)
+    return current_app.config.get("OAUTH_REDIRECT_URI") or external_url("oauth.callback")
 
 
 def _target(company_id: int | None) -> tuple[MailConfig | None, Company | None]:

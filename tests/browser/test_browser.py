@@ -12,6 +12,7 @@ from support.oauth_server import MAILBOX, oauth_provider
 from support.smtp_servers import RecordingHandler, make_certs, server_context, smtp_server
 
 from portal import crypto
+from portal.config import DEFAULT_BASE_URL
 from portal.extensions import db
 from portal.models import Company, MailConfig, User
 
@@ -170,7 +171,7 @@ def test_superuser_creates_company_and_invites_admin(page, chromium, people, liv
     page.get_by_label("Name", exact=True).fill("Bill")
     page.get_by_role("button", name="Invite or assign admin").click()
     invitation = page.get_by_role("status").locator("code")
-    expect(invitation).to_contain_text(f"{live_server}/set-password/")
+    expect(invitation).to_contain_text(f"{DEFAULT_BASE_URL}/set-password/")  # the configured one
     expect(page.get_by_role("cell", name="boss@initech.example.com")).to_be_visible()
     shot(page, "company-admins-invited")
     link = invitation.inner_text()
@@ -178,7 +179,7 @@ def test_superuser_creates_company_and_invites_admin(page, chromium, people, liv
     context = chromium.new_context()
     try:
         invited = context.new_page()
-        invited.goto(link)
+        invited.goto(live_server + urlsplit(link).path)
         expect(invited.get_by_text("For boss@initech.example.com.")).to_be_visible()
         shot(invited, "set-password")
         invited.get_by_label("New password").fill("a long new password")
@@ -219,6 +220,13 @@ def trusting_page(request, monkeypatch, app_config, certs, chromium) -> Iterator
     monkeypatch.setitem(app_config, "MAIL_CA_FILE", str(certs.ca))
     base_url = request.getfixturevalue("live_server")  # built from app_config only now
     context = chromium.new_context(base_url=base_url, ignore_https_errors=True)
+    # The OAuth2 redirect URI carries the configured base URL: forward it to this server.
+    context.route(
+        f"{DEFAULT_BASE_URL}/**",
+        lambda route: route.fulfill(
+            status=302, headers={"Location": route.request.url.replace(DEFAULT_BASE_URL, base_url)}
+        ),
+    )
     yield context.new_page()
     context.close()
 
