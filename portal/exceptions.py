@@ -9,6 +9,14 @@ class SecretError(PortalError):
     """A secret cannot be encrypted or decrypted with the configured keys."""
 
 
+class LoginThrottledError(PortalError):
+    """Too many failed log-ins: no password is checked for `retry_after` more seconds."""
+
+    def __init__(self, retry_after: float):
+        super().__init__(f"log-ins paused for {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
 class MailValidationError(PortalError):
     """A mail cannot be queued; `errors` maps each bad field to its message."""
 

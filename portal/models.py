@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -229,6 +230,10 @@ class OutboxMessage(db.Model):
     recipients: Mapped[list] = mapped_column(JSON)
     subject: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # A body with a one-time link (invitation, reset) is never kept in clear: `raw` holds its
+    # headers only and `sealed_raw` the whole mail, encrypted, until its final outcome.
+    one_time_link: Mapped[bool] = mapped_column(default=False, server_default=false())
+    sealed_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)

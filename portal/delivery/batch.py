@@ -6,7 +6,7 @@ from datetime import timedelta
 from flask import current_app
 
 from portal.delivery.smtp_config import smtp_config
-from portal.exceptions import OAuthTokenError
+from portal.exceptions import OAuthTokenError, SecretError
 from portal.extensions import db
 from portal.models import (
     STATUS_DEFERRED,
@@ -61,7 +61,10 @@ class Batch:
                 if session is None:
                     session = SmtpSession(config, deadline=self.deadline)
                 try:
-                    delivery = session.send(row.envelope_from, self._pending(row), row.raw)
+                    raw = store.message_bytes(row)
+                    delivery = session.send(row.envelope_from, self._pending(row), raw)
+                except SecretError as exc:
+                    self._finish(row, STATUS_FAILED, str(exc))
                 except SmtpUnknownOutcomeError as exc:
                     self._finish(row, STATUS_UNKNOWN, str(exc))
                     session = self._drop(session)

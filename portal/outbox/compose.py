@@ -1,5 +1,6 @@
 """Building the mail itself: sender rules, Reply-To, footer, Message-ID, attachments."""
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -16,6 +17,7 @@ from portal.text import CONTROL_CHARS, normalize_email, to_text
 
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
+BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # ends the header block
 
 
 @dataclass(frozen=True)
@@ -155,3 +157,8 @@ def compose(
     if len(raw) > max_bytes:
         raise MailValidationError({"size": f"The mail is larger than {max_bytes} bytes."})
     return Composed(message_id, sender.addr_spec, recipients, subject or "", raw)
+
+
+def headers_only(raw: bytes) -> bytes:
+    """A rendered mail's header block without its body: what the log keeps of a secret mail."""
+    return BLANK_LINE.split(raw, maxsplit=1)[0] + b"\r\n\r\n"

@@ -4,10 +4,11 @@ from collections.abc import Sequence
 
 from flask import current_app
 
+from portal import crypto
 from portal.extensions import db
 from portal.models import Company, OutboxMessage, User
 from portal.outbox import handoff
-from portal.outbox.compose import Attachment, compose
+from portal.outbox.compose import Attachment, compose, headers_only
 from portal.settings.resolution import resolve, session_key
 
 __all__ = ["Attachment", "send"]
@@ -25,11 +26,14 @@ def send(
     reply_to: str | None = None,
     attachments: Sequence[Attachment] = (),
     user: User | None = None,
+    one_time_link: bool = False,
 ) -> OutboxMessage:
     """Queue a mail for a company (None: the global settings); user None means system mail.
 
     Raises MailValidationError with a message per bad field; nothing is stored then.
     The row is committed before the worker hears of it, so the worker always finds it.
+    A mail with `one_time_link` is stored as headers plus the whole mail encrypted, which
+    the outcome of its delivery drops: its link is never readable from the database.
     """
     settings = resolve(company)
     composed = compose(
@@ -54,7 +58,9 @@ def send(
         envelope_from=composed.envelope_from,
         recipients=list(composed.recipients),
         subject=composed.subject,
-        raw=composed.raw,
+        raw=headers_only(composed.raw) if one_time_link else composed.raw,
+        one_time_link=one_time_link,
+        sealed_raw=crypto.encrypt_bytes(composed.raw) if one_time_link else None,
         size=len(composed.raw),
         recipient_results={},
     )

@@ -85,6 +85,7 @@ class Detail:
 class ResendOutcome:
     handoffs: list[tuple[int, str | None]] = field(default_factory=list)  # after the commit
     untouched: list[int] = field(default_factory=list)  # still queued or sending
+    one_time_links: list[int] = field(default_factory=list)  # never sent again
 
 
 def encode_cursor(created_at: datetime, message_id: int) -> str:
@@ -185,16 +186,20 @@ def detail(message_id: int, scope: Scope) -> Detail | None:
         return None
     parsed = BytesParser(policy=policy.default).parsebytes(message.raw)
     headers = [(name, str(value)) for name in SHOWN_HEADERS for value in parsed.get_all(name, [])]
+    attempts = list(
+        db.session.scalars(
+            select(OutboxAttempt)
+            .where(OutboxAttempt.message_id == message.id)
+            .order_by(OutboxAttempt.at, OutboxAttempt.id)
+        )
+    )
+    if message.one_time_link:  # only its headers are kept
+        return Detail(message, headers, None, [], attempts)
     attachments = [
         (part.get_filename() or "(no name)", len(part.get_payload(decode=True) or b""))
         for part in parsed.iter_attachments()
     ]
-    attempts = db.session.scalars(
-        select(OutboxAttempt)
-        .where(OutboxAttempt.message_id == message.id)
-        .order_by(OutboxAttempt.at, OutboxAttempt.id)
-    )
-    return Detail(message, headers, _text_body(parsed), attachments, list(attempts))
+    return Detail(message, headers, _text_body(parsed), attachments, attempts)
 
 
 def with_new_message_id(raw: bytes, domain: str) -> tuple[bytes, str]:
@@ -251,15 +256,18 @@ def _requeue(original: OutboxMessage) -> bool:
 def resend(ids: Sequence[int], scope: Scope) -> ResendOutcome:
     """Sent or unknown mails: a new copy with a new Message-ID; failed or deferred: requeued.
 
-    Queued and sending mails are left alone; ids outside the scope are ignored. The caller
-    commits, then hands `handoffs` to the worker.
+    Queued and sending mails are left alone, and so are mails with a one-time link: their
+    body is not kept, and a deferred one goes out at its next attempt. Ids outside the scope
+    are ignored. The caller commits, then hands `handoffs` to the worker.
     """
     outcome = ResendOutcome()
     query = scoped(select(OutboxMessage), OutboxMessage, scope).where(
         OutboxMessage.id.in_(list(ids))
     )
     for original in db.session.scalars(query.order_by(OutboxMessage.id)):
-        if original.status in (STATUS_SENT, STATUS_UNKNOWN):
+        if original.one_time_link:
+            outcome.one_time_links.append(original.id)
+        elif original.status in (STATUS_SENT, STATUS_UNKNOWN):
             copy = _copy(original)
             db.session.add(copy)
             db.session.flush()

@@ -7,8 +7,10 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
+from portal import crypto
 from portal.extensions import db
 from portal.models import (
+    FINAL_STATUSES,
     STATUS_DEFERRED,
     STATUS_QUEUED,
     STATUS_SENDING,
@@ -29,6 +31,7 @@ DELIVERY_COLUMNS = (
     OutboxMessage.recipients,
     OutboxMessage.recipient_results,
     OutboxMessage.raw,
+    OutboxMessage.sealed_raw,
     OutboxMessage.attempts,
     OutboxMessage.created_at,
 )
@@ -72,6 +75,14 @@ def load(ids: Sequence[int]) -> list[Row]:
     return list(db.session.execute(query))
 
 
+def message_bytes(row: Row) -> bytes:
+    """The mail to send: a one-time-link mail's sealed original, any other mail's raw bytes.
+
+    Raises SecretError when the configured keys cannot open the sealed mail.
+    """
+    return crypto.decrypt_bytes(row.sealed_raw) if row.sealed_raw is not None else row.raw
+
+
 OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the send path
 
 
@@ -79,7 +90,12 @@ ATTEMPTS = OutboxAttempt.__table__
 
 
 def record(message_id: int, server: str, **values) -> None:
-    """Write one mail's outcome and its attempt; the caller commits (before the next mail)."""
+    """Write one mail's outcome and its attempt; the caller commits (before the next mail).
+
+    A final outcome drops the sealed copy of a one-time-link mail: it is never sent again.
+    """
+    if values["status"] in FINAL_STATUSES:
+        values["sealed_raw"] = None
     db.session.execute(
         update(OUTBOX)
         .where(OUTBOX.c.id == message_id, OUTBOX.c.status == STATUS_SENDING)

@@ -1,18 +1,19 @@
 """The portal's own mails (invitation, password reset): rendered from templates, then queued."""
 
 import logging
-from collections.abc import Callable
 
 from flask import render_template
 
 from portal import accounts
 from portal.exceptions import MailValidationError
 from portal.models import Company, OutboxMessage, User
+from portal.outbox import handoff
 from portal.outbox.intake import send
 from portal.text import duration_text
 
 log = logging.getLogger(__name__)
 RESET_SUBJECT = "Reset your password for the mail portal"
+SEND_RESET = "portal.outbox.system_mail.send_reset"
 
 
 def _render(name: str, **context) -> tuple[str, str]:
@@ -26,27 +27,38 @@ def send_invitation(user: User, company: Company, link: str) -> OutboxMessage:
     valid_for = duration_text(accounts.link_max_age(accounts.INVITATION))
     text, html = _render("invitation", user=user, company=company, link=link, valid_for=valid_for)
     subject = f"You are invited to manage mail for {company.name}"
-    return send(company, to=[user.email], subject=subject, text=text, html=html)
+    return send(company, to=[user.email], subject=subject, text=text, html=html, one_time_link=True)
 
 
-def request_reset(email: str, link_for: Callable[[str], str]) -> OutboxMessage | None:
-    """Queue a reset-link mail if an account may log in with this email; None otherwise.
+def request_reset(email: str, link_prefix: str) -> None:
+    """Hand a reset request to the worker: one job, whether or not the address has an account.
 
-    Unknown addresses go through the same token and rendering work, so the answer
-    takes about as long; a mail that cannot be queued is logged, never reported.
+    The lookup happens in the job, so the request does the same work and takes as long for
+    every address. `link_prefix` is this site's set-password URL without its token.
+    """
+    handoff.mail_queue().enqueue(SEND_RESET, email, link_prefix, retry=handoff.JOB_RETRY)
+
+
+def send_reset(email: str, link_prefix: str) -> None:
+    """RQ job: queue a reset-link mail if an account may log in with this email.
+
+    A mail that cannot be queued is logged, never reported: the answer was given already.
     """
     user = accounts.find_by_email(email)
-    if user is not None and not (user.is_superuser or user.company_id is not None):
-        user = None  # a removed admin has nothing to log in to
-    target = user or User(id=0, email=email)  # a stand-in, never stored: same work, no mail
-    link = link_for(accounts.password_token(target, accounts.RESET))
+    if user is None or not (user.is_superuser or user.company_id is not None):
+        return  # a removed admin has nothing to log in to
+    link = link_prefix + accounts.password_token(user, accounts.RESET)
     valid_for = duration_text(accounts.link_max_age(accounts.RESET))
-    text, html = _render("reset", user=target, link=link, valid_for=valid_for)
-    if user is None:
-        return None
+    text, html = _render("reset", user=user, link=link, valid_for=valid_for)
     company = None if user.is_superuser else user.company
     try:
-        return send(company, to=[user.email], subject=RESET_SUBJECT, text=text, html=html)
+        send(
+            company,
+            to=[user.email],
+            subject=RESET_SUBJECT,
+            text=text,
+            html=html,
+            one_time_link=True,
+        )
     except MailValidationError as exc:
         log.warning("Password reset mail for user %s not queued: %s", user.id, exc)
-        return None

@@ -34,6 +34,9 @@ FIELD_LABELS = {
     "result": "Result",
     "name": "Name",
     "email": "Email",
+    "account": "Account",
+    "client": "Client address",
+    "paused": "Log-ins paused for",
 }
 SECURITY_NAMES = {"none": "None", "starttls": "STARTTLS", "ssl": "SSL/TLS"}
 AUTH_METHOD_NAMES = {

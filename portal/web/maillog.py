@@ -30,6 +30,9 @@ MAX_IDS = 2 * queries.DEFAULT_PAGE_SIZE  # per resend or poll request
 MAX_SEARCH_CHARS = 200
 MSG_BAD_DATE = "Enter a date as YYYY-MM-DD."
 MSG_BAD_IDS = "Select at least one mail."
+MSG_ONE_TIME_LINK = (
+    "Mails with a one-time link are never sent again: send a new invitation or reset link."
+)
 
 
 @dataclass
@@ -166,7 +169,11 @@ def detail(message_id: int):
         db.session.get(Company, found.message.company_id) if found.message.company_id else None
     )
     return render_template(
-        "maillog/detail.html", detail=found, message=found.message, company=company
+        "maillog/detail.html",
+        detail=found,
+        message=found.message,
+        company=company,
+        one_time_link_note=MSG_ONE_TIME_LINK,
     )
 
 
@@ -195,6 +202,9 @@ def _resend_notice(outcome: queries.ResendOutcome) -> str:
     if outcome.untouched:
         ids = ", ".join(f"#{i}" for i in outcome.untouched)
         notice += f" Left alone, still queued or being sent: {ids}."
+    if outcome.one_time_links:
+        ids = ", ".join(f"#{i}" for i in outcome.one_time_links)
+        notice += f" {MSG_ONE_TIME_LINK} Not resent: {ids}."
     return notice
 
 

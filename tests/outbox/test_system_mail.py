@@ -7,13 +7,16 @@ from email.message import EmailMessage
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from support.factories import configure
 from support.web import Browser
 
-from portal import accounts, delivery
+from portal import accounts, delivery, redis_client
 from portal.extensions import db
 from portal.models import Company, OutboxMessage, User
+from portal.outbox import handoff
 from portal.web.auth import MSG_RESET_SENT
 
 NEW_PASSWORD = "a long new passphrase"
@@ -71,7 +74,13 @@ def assert_dead(web, path: str) -> None:
 
 
 def forgot(browser: Browser, address: str):
-    return browser.post("/forgot-password", {"email": address})
+    """Ask for a reset link, then let a worker run the job that looks the address up."""
+    response = browser.post("/forgot-password", {"email": address})
+    connection = redis_client.connection()
+    SimpleWorker([handoff.mail_queue()], connection=connection, serializer=JSONSerializer).work(
+        burst=True
+    )
+    return response
 
 
 # --- invitation --------------------------------------------------------------------------
@@ -225,7 +234,7 @@ def test_too_many_reset_requests_are_refused(browser, web, people):
     assert refused.status_code == 429
     assert "Too many reset requests (5 per 15 minute" in refused.text
     assert int(refused.headers["Retry-After"]) > 0
-    assert forgot(Browser(web.test_client()), people.acme_admin.email).status_code == 429
+    assert forgot(Browser(web.test_client()), people.acme_admin.email).status_code == 200
 
 
 # --- tokens ------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask_migrate import upgrade
-from smtp_servers import smtp_server
 from sqlalchemy import select
+from support.smtp_servers import smtp_server
 
 from portal import delivery, redis_client
 from portal.app import create_app
