@@ -7,16 +7,13 @@ from email.message import EmailMessage
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
-from support.factories import configure
+from support.factories import configure, run_queued_jobs
 from support.web import Browser
 
-from portal import accounts, delivery, redis_client
+from portal import accounts, delivery
 from portal.extensions import db
 from portal.models import Company, OutboxMessage, User
-from portal.outbox import handoff
 from portal.web.auth import MSG_RESET_SENT
 
 NEW_PASSWORD = "a long new passphrase"
@@ -76,10 +73,7 @@ def assert_dead(web, path: str) -> None:
 def forgot(browser: Browser, address: str):
     """Ask for a reset link, then let a worker run the job that looks the address up."""
     response = browser.post("/forgot-password", {"email": address})
-    connection = redis_client.connection()
-    SimpleWorker([handoff.mail_queue()], connection=connection, serializer=JSONSerializer).work(
-        burst=True
-    )
+    run_queued_jobs()
     return response
 
 

@@ -1,10 +1,13 @@
 """Rows the tests need: written straight to the database (each writer commits) and read back."""
 
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from portal import outbox
+from portal import outbox, redis_client
 from portal.extensions import db
 from portal.models import Company, MailConfig, OutboxMessage
+from portal.outbox import handoff
 from portal.settings.resolution import global_config
 
 
@@ -64,3 +67,10 @@ def row(message) -> OutboxMessage:
     """The message's row as the database holds it now, past the session's cache."""
     db.session.expire_all()
     return db.session.get(OutboxMessage, message.id)
+
+
+def run_queued_jobs() -> None:
+    """Let a worker run what is queued now (a reset request's lookup, deliveries), then stop."""
+    SimpleWorker(
+        [handoff.mail_queue()], connection=redis_client.connection(), serializer=JSONSerializer
+    ).work(burst=True)

@@ -31,7 +31,7 @@ from portal.outbox import handoff, system_mail
 from portal.settings.resolution import global_config
 from portal.web.auth import MSG_BAD_LOGIN, MSG_RESET_SENT, UNKNOWN_ACCOUNT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WRONG = "not the password"
 NEW_PASSWORD = "a long new passphrase"
 PAUSED = "Too many failed log-ins for this account or from your network. Try again in"
