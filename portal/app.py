@@ -5,8 +5,10 @@ import secrets
 from pathlib import Path
 
 import click
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask.cli import FlaskGroup
+from flask.logging import default_handler
+from werkzeug.exceptions import HTTPException
 
 from portal import cli, config, crypto, redis_client
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
@@ -104,6 +106,8 @@ def _init_limiter(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
+    # Its warnings (Redis unreachable, limits kept in memory) belong in the app's log.
+    limiter.logger.addHandler(default_handler)
 
 
 def _instance_secret(instance: Path) -> str:
@@ -115,11 +119,21 @@ def _instance_secret(instance: Path) -> str:
     return path.read_text().strip()
 
 
+ERROR_PAGES = (400, 403, 404, 429)
+
+
+def _error_page(exc: HTTPException):
+    # A path no route matched has no blueprint, so the API's own handlers never see it.
+    if api.owns(request.path):
+        return api.http_error(exc)
+    if exc.code not in ERROR_PAGES:
+        return exc
+    return render_template(f"errors/{exc.code}.html", error=exc), exc.code
+
+
 def _register_error_pages(app: Flask) -> None:
-    for code in (400, 403, 404, 429):
-        app.register_error_handler(
-            code, lambda exc, code=code: (render_template(f"errors/{code}.html", error=exc), code)
-        )
+    for code in (*ERROR_PAGES, 405):
+        app.register_error_handler(code, _error_page)
 
 
 @click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=True)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_PATH = ROOT / "instance"
 DEFAULT_API_RATE_LIMIT = "600 per minute"  # per API key, over both operations
+DEFAULT_API_AUTH_FAILURE_LIMIT = "30 per minute"  # failed authentications per client address
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # one mail, and one API request carrying it
 PRODUCTION = "production"
 DEFAULT_BASE_URL = "http://127.0.0.1:5000"  # where `make run` serves
@@ -95,9 +96,16 @@ class Config:
     MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")  # also trusted for OAuth2 endpoints
     # The OAuth2 callback as registered with providers, when the portal is behind a proxy.
     OAUTH_REDIRECT_URI = os.environ.get("OAUTH_REDIRECT_URI")
-    # Enqueue API: per-key rate limit and the largest request body accepted.
+    # Enqueue API: per-key rate limit, failed authentications per client, the largest body.
     API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT)
+    API_AUTH_FAILURE_LIMIT = os.environ.get(
+        "API_AUTH_FAILURE_LIMIT", DEFAULT_API_AUTH_FAILURE_LIMIT
+    )
     API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(MAX_MESSAGE_BYTES)))
+    # Redis down: the limits are kept in this process's memory meanwhile (Flask-Limiter checks
+    # Redis again now and then), so taking mail into the outbox never waits for Redis.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     # Test connection: per user, and one running test per company at a time.
     MAIL_TEST_RATE_LIMIT = os.environ.get("MAIL_TEST_RATE_LIMIT", "10 per 10 minutes")
 

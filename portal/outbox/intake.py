@@ -1,6 +1,7 @@
 """The one way in for outgoing mail: validate, store in the outbox, then hand to the worker."""
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 from flask import current_app
 
@@ -12,6 +13,8 @@ from portal.outbox.compose import Attachment, compose, headers_only
 from portal.settings.resolution import resolve, session_key
 
 __all__ = ["Attachment", "send"]
+
+log = logging.getLogger(__name__)
 
 
 def send(
@@ -27,6 +30,7 @@ def send(
     attachments: Sequence[Attachment] = (),
     user: User | None = None,
     one_time_link: bool = False,
+    before_commit: Callable[[OutboxMessage], None] | None = None,
 ) -> OutboxMessage:
     """Queue a mail for a company (None: the global settings); user None means system mail.
 
@@ -34,6 +38,8 @@ def send(
     The row is committed before the worker hears of it, so the worker always finds it.
     A mail with `one_time_link` is stored as headers plus the whole mail encrypted, which
     the outcome of its delivery drops: its link is never readable from the database.
+    `before_commit` gets the row, its id known, to add what must be stored with it in the
+    same transaction (an API request's Idempotency-Key): both are stored, or neither.
     """
     settings = resolve(company)
     composed = compose(
@@ -67,6 +73,13 @@ def send(
     db.session.add(message)
     db.session.flush()
     message_id, group_key = message.id, message.group_key  # no reload after the commit
+    if before_commit is not None:
+        before_commit(message)
     db.session.commit()
-    handoff.hand_off(message_id, group_key)
+    try:
+        handoff.hand_off(message_id, group_key)
+    except Exception:
+        # The mail is stored and the sweep hands it over: an error now would only make the
+        # caller send it again.
+        log.exception("mail %s not handed to the worker; the sweep will", message_id)
     return message

@@ -1,11 +1,16 @@
 """The enqueue API for other services: POST and GET /api/v1/messages, with API keys."""
 
-import base64
-import binascii
 import hashlib
+import json
+import logging
+import math
 import time
 
 from flask import Blueprint, current_app, g, jsonify, request
+from flask_limiter.util import get_remote_address
+from limits import parse
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
@@ -15,45 +20,62 @@ from portal.exceptions import MailValidationError
 from portal.extensions import db, limiter
 from portal.keys import api_keys
 from portal.models import IdempotencyRecord, OutboxMessage, as_utc
-from portal.web import openapi
+from portal.web import api_schema, openapi
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
 
-MAX_IDEMPOTENCY_KEY_CHARS = 255
 # A retry racing the first request with its Idempotency-Key waits this long for its answer.
 REPLAY_WAIT_SECONDS = 2.0
 REPLAY_POLL_SECONDS = 0.05
-ADDRESS_LISTS = ("to", "cc", "bcc")
-OPTIONAL_STRINGS = ("subject", "text", "html", "reply_to")
-FIELDS = frozenset((*ADDRESS_LISTS, *OPTIONAL_STRINGS, "attachments"))
-PARTS = frozenset(("filename", "content_type", "content_base64"))  # of an attachment
 ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 429, 500)
+AUTH_FAILURES = "api-auth-failures"  # the limiter's scope for failed authentications
+IDEMPOTENCY_KEY = TypeAdapter(api_schema.IdempotencyKey)
+MESSAGE_ID = TypeAdapter(api_schema.MessageId)
 MSG_UNAUTHORIZED = "Send a valid API key: Authorization: Bearer <key>."
+MSG_AUTH_FAILURES = "Too many failed authentications from this address; retry in {} seconds."
 MSG_NOT_FOUND = "No such message."
 MSG_KEY_PENDING = (
     "The first request with this Idempotency-Key has not finished, or its mail no longer exists."
 )
+MSG_IDEMPOTENCY_KEY = "Use 1 to 255 characters, no control characters."
+MSG_NOT_JSON = "Send a JSON object with Content-Type: application/json."
+MSG_TOO_DEEP = "The JSON is nested too deeply."
 
 
-def _error(status: int, message: str, **headers):
-    response = jsonify(error=message)
+def _answer(model: BaseModel, status: int = 200, **headers):
+    response = jsonify(model.model_dump(mode="json"))
     response.status_code = status
     response.headers.update(headers)
     return response
 
 
+def _error(status: int, message: str, **headers):
+    return _answer(api_schema.Error(error=message), status, **headers)
+
+
 def _invalid(errors: dict[str, str]):
-    return jsonify(errors=errors), 422
+    return _answer(api_schema.ValidationErrors(errors=errors), 422)
 
 
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    return _error(exc.code or 500, exc.description or exc.name)
+def http_error(exc: HTTPException):
+    """An HTTP error as the API answers it: JSON, with the error's own headers (Allow, ...)."""
+    response = _error(exc.code or 500, exc.description or exc.name)
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def owns(path: str) -> bool:
+    """Whether a path is the API's, found or not: its errors are JSON too."""
+    prefix = bp.url_prefix or ""
+    return path == prefix or path.startswith(prefix + "/")
 
 
 # Handlers by code: an app-wide handler by code (the HTML 429 page) would beat one by class.
 for _code in ERROR_CODES:
-    bp.register_error_handler(_code, _http_error)
+    bp.register_error_handler(_code, http_error)
 
 
 def _rate_limit() -> str:
@@ -71,6 +93,27 @@ def _rate_key() -> str:
 api_limit = limiter.shared_limit(_rate_limit, scope="api", key_func=_rate_key)
 
 
+def _refused():
+    """401, or 429 once this client has failed too often; only failures count."""
+    # A key holds 256 random bits: guessing is hopeless, the limit only slows floods. So it is
+    # counted after the key's lookup, and a client over it still gets in with a valid key: a
+    # broken service cannot lock out a working one behind the same address.
+    limit = parse(current_app.config["API_AUTH_FAILURE_LIMIT"])
+    client = get_remote_address()
+    try:
+        allowed = limiter.limiter.hit(limit, AUTH_FAILURES, client)
+        reset_at = (
+            0.0 if allowed else limiter.limiter.get_window_stats(limit, AUTH_FAILURES, client)[0]
+        )
+    except RedisError as exc:
+        log.warning("failed authentications not counted (%s)", exc)
+        allowed = True
+    if not allowed:
+        seconds = max(1, math.ceil(reset_at - time.time()))
+        return _error(429, MSG_AUTH_FAILURES.format(seconds), **{"Retry-After": str(seconds)})
+    return _error(401, MSG_UNAUTHORIZED, **{"WWW-Authenticate": "Bearer"})
+
+
 @bp.before_request
 def _authenticate():
     if request.endpoint == "api.openapi":
@@ -78,7 +121,7 @@ def _authenticate():
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     key = api_keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
-        return _error(401, MSG_UNAUTHORIZED, **{"WWW-Authenticate": "Bearer"})
+        return _refused()
     db.session.commit()  # last_used_at
     g.api_key = key
     limit = current_app.config["API_MAX_REQUEST_BYTES"]
@@ -95,64 +138,23 @@ def _no_store(response):
     return response
 
 
-def _string_list(body: dict, name: str, errors: dict[str, str]) -> list[str]:
-    value = body.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        errors[name] = "Give a list of email addresses (strings)."
-        return []
-    return value
-
-
-def _attachments(value, errors: dict[str, str]) -> list[outbox.Attachment]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        errors["attachments"] = "Give a list of objects {filename, content_type, content_base64}."
-        return []
-    found = []
-    for index, item in enumerate(value):
-        where = f"attachments[{index}]"
-        errors.update({f"{where}.{name}": "Unknown field." for name in item if name not in PARTS})
-        filename = item.get("filename")
-        content_type = item.get("content_type", "application/octet-stream")
-        content = item.get("content_base64")
-        if not isinstance(filename, str) or not filename.strip():
-            errors[f"{where}.filename"] = "Give the file name."
-        if not isinstance(content_type, str) or "/" not in content_type:
-            errors[f"{where}.content_type"] = "Give a MIME type such as application/pdf."
-        if not isinstance(content, str):
-            errors[f"{where}.content_base64"] = "Give the content, base64-encoded."
-            continue
-        try:
-            data = base64.b64decode(content, validate=True)
-        except (binascii.Error, ValueError):
-            errors[f"{where}.content_base64"] = "Not valid base64."
-            continue
-        if not any(key.startswith(where + ".") for key in errors):
-            found.append(outbox.Attachment(filename.strip(), content_type, data))
-    return found
-
-
-def parse_message(body) -> tuple[dict, dict[str, str]]:
-    """The keyword arguments for outbox.send from a request body, and the errors per field."""
-    if not isinstance(body, dict):
-        return {}, {"body": "Send a JSON object."}
-    errors = {name: "Unknown field." for name in body if name not in FIELDS}
-    fields = {name: _string_list(body, name, errors) for name in ADDRESS_LISTS}
-    for name in OPTIONAL_STRINGS:
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            errors[name] = "Give a string."
-        fields[name] = value if isinstance(value, str) else None
-    fields["subject"] = fields["subject"] or ""
-    fields["attachments"] = _attachments(body.get("attachments"), errors)
-    return fields, errors
+def _json_body() -> tuple[object, str | None]:
+    """The request's JSON, or what is wrong with it."""
+    if not request.is_json:
+        return None, MSG_NOT_JSON
+    try:
+        return json.loads(request.get_data(cache=True)), None
+    except RecursionError:
+        return None, MSG_TOO_DEEP
+    except ValueError:
+        return None, MSG_NOT_JSON
 
 
 def _accepted(message: OutboxMessage):
-    return jsonify(id=message.id, message_id=message.message_id, status=message.status), 202
+    accepted = api_schema.Accepted(
+        id=message.id, message_id=message.message_id, status=message.status
+    )
+    return _answer(accepted, 202)
 
 
 def _stored_message(key: str) -> OutboxMessage | None:
@@ -187,13 +189,16 @@ def _key_used(key: str) -> bool:
 def create_message():
     """Queue a mail for the key's company."""
     idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        return _invalid({"Idempotency-Key": f"Use 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters."})
-    body = request.get_json(silent=True)
-    if body is None:
-        return _invalid({"body": "Send a JSON object with Content-Type: application/json."})
-    fields, errors = parse_message(body)
-    if errors:
+    if idempotency_key is not None:
+        try:
+            IDEMPOTENCY_KEY.validate_python(idempotency_key)
+        except ValidationError:
+            return _invalid({"Idempotency-Key": MSG_IDEMPOTENCY_KEY})
+    body, problem = _json_body()
+    if problem is not None:
+        return _invalid({"body": problem})
+    message, errors = api_schema.parse_message(body)
+    if message is None:
         return _invalid(errors)
     record = None
     if idempotency_key is not None:
@@ -207,42 +212,52 @@ def create_message():
         except IntegrityError:
             db.session.rollback()
             return _replay(idempotency_key)
+    committed = {}
+
+    def keep(row: OutboxMessage) -> None:
+        # Linked in the mail's own transaction, and the answer taken before the commit: no
+        # error after it can hide a stored mail from a retry, or answer 500 for it.
+        if record is not None:
+            record.message_id = row.id
+        committed.update(id=row.id, message_id=row.message_id, status=row.status)
+
     try:
-        message = outbox.send(g.api_key.company, user=None, **fields)
+        outbox.send(g.api_key.company, user=None, before_commit=keep, **message.send_arguments())
     except MailValidationError as exc:
         db.session.rollback()  # frees the reserved Idempotency-Key for a corrected retry
         return _invalid(exc.errors)
-    if record is not None:
-        record.message_id = message.id
-        db.session.commit()
-    return _accepted(message)
+    return _answer(api_schema.Accepted(**committed), 202)
 
 
-def message_status(message: OutboxMessage) -> dict:
+def message_status(message: OutboxMessage) -> api_schema.MessageState:
     """A mail's delivery state as the API shows it."""
     results = message.recipient_results or {}
-    return {
-        "id": message.id,
-        "message_id": message.message_id,
-        "status": message.status,
-        "attempts": message.attempts,
-        "last_reply": message.last_reply,
-        "created_at": as_utc(message.created_at).isoformat(),
-        "sent_at": as_utc(message.sent_at).isoformat() if message.sent_at else None,
-        "recipients": {
+    return api_schema.MessageState(
+        id=message.id,
+        message_id=message.message_id,
+        status=message.status,
+        attempts=message.attempts,
+        last_reply=message.last_reply,
+        created_at=as_utc(message.created_at).isoformat(),
+        sent_at=as_utc(message.sent_at).isoformat() if message.sent_at else None,
+        recipients={
             rcpt: results.get(rcpt, {}).get("status", "queued") for rcpt in message.recipients
         },
-    }
+    )
 
 
 @bp.get("/messages/<int:message_id>")
 @api_limit
 def show_message(message_id: int):
     """A mail of the key's company; others' mails answer 404 like unknown ones."""
+    try:
+        MESSAGE_ID.validate_python(message_id)
+    except ValidationError:
+        return _error(404, MSG_NOT_FOUND)  # past the database's ids: no mail either
     message = tenancy.find(OutboxMessage, message_id, g.api_key.company_id)
     if message is None:
         return _error(404, MSG_NOT_FOUND)
-    return jsonify(message_status(message))
+    return _answer(message_status(message))
 
 
 @bp.get("/openapi.json", endpoint="openapi")

@@ -1,141 +1,66 @@
-"""The OpenAPI 3.1 description of the enqueue API, written by hand."""
+"""The OpenAPI 3.1 description of the enqueue API, its schemas made from the validating models."""
 
-from portal.config import DEFAULT_API_RATE_LIMIT
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-ADDRESSES = {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 100}
-TIMESTAMP = {"type": "string", "format": "date-time"}
-STATUS = {"type": "string", "enum": ["queued", "sending", "sent", "deferred", "failed", "unknown"]}
+from portal.config import DEFAULT_API_AUTH_FAILURE_LIMIT, DEFAULT_API_RATE_LIMIT
+from portal.web import api_schema
+
+REF = "#/components/schemas/{model}"
 
 
-def _error_response(description: str, schema: str = "Error", headers: dict | None = None) -> dict:
+class _Schema(GenerateJsonSchema):
+    def field_title_should_be_set(self, schema) -> bool:
+        return False  # "To" above "to" says nothing
+
+
+def _schemas() -> dict:
+    models = [
+        (api_schema.NewMessage, "validation"),
+        (api_schema.Accepted, "serialization"),
+        (api_schema.MessageState, "serialization"),
+        (api_schema.Error, "serialization"),
+        (api_schema.ValidationErrors, "serialization"),
+    ]
+    _, found = models_json_schema(models, ref_template=REF, schema_generator=_Schema)
+    return found["$defs"]
+
+
+def _parameter(name: str, where: str, annotation, description: str = "") -> dict:
+    schema = TypeAdapter(annotation).json_schema(schema_generator=_Schema)
+    parameter = {"name": name, "in": where, "required": where == "path", "schema": schema}
+    return {**parameter, "description": description} if description else parameter
+
+
+def _json(description: str, model: type, headers: dict | None = None) -> dict:
     response = {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
     }
-    if headers:
-        response["headers"] = headers
-    return response
+    return {**response, "headers": headers} if headers else response
 
 
-ERROR_RESPONSES = {
-    "401": _error_response(
-        "Missing, unknown or revoked API key.",
-        headers={"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
-    ),
-    "413": _error_response("The request body is larger than the limit (25 MiB by default)."),
-    "429": _error_response(
-        f"Too many requests with this key ({DEFAULT_API_RATE_LIMIT} by default).",
-        headers={
-            "Retry-After": {
-                "description": "Seconds until a request may succeed again.",
-                "schema": {"type": "integer"},
-            }
-        },
-    ),
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds until a request may succeed again.",
+        "schema": {"type": "integer"},
+    }
 }
-
-SCHEMAS = {
-    "Attachment": {
-        "type": "object",
-        "required": ["filename", "content_base64"],
-        "additionalProperties": False,
-        "properties": {
-            "filename": {"type": "string", "minLength": 1},
-            "content_type": {
-                "type": "string",
-                "default": "application/octet-stream",
-                "examples": ["application/pdf"],
-            },
-            "content_base64": {"type": "string", "contentEncoding": "base64"},
-        },
-    },
-    "NewMessage": {
-        "type": "object",
-        "description": "At least one recipient in to, cc or bcc; a text or an html body.",
-        "additionalProperties": False,
-        "properties": {
-            "to": ADDRESSES,
-            "cc": ADDRESSES,
-            "bcc": ADDRESSES,
-            "subject": {"type": "string", "maxLength": 998},
-            "text": {"type": ["string", "null"]},
-            "html": {"type": ["string", "null"]},
-            "reply_to": {"type": ["string", "null"], "format": "email"},
-            "attachments": {"type": "array", "items": {"$ref": "#/components/schemas/Attachment"}},
-        },
-        "examples": [
-            {
-                "to": ["customer@example.org"],
-                "subject": "Your invoice",
-                "text": "Please find your invoice attached.",
-                "attachments": [
-                    {
-                        "filename": "invoice.pdf",
-                        "content_type": "application/pdf",
-                        "content_base64": "JVBERi0xLjQK",
-                    }
-                ],
-            }
-        ],
-    },
-    "Accepted": {
-        "type": "object",
-        "required": ["id", "message_id", "status"],
-        "properties": {
-            "id": {"type": "integer", "description": "Use it to ask for the delivery state."},
-            "message_id": {"type": "string", "description": "The mail's Message-ID header."},
-            "status": STATUS,
-        },
-    },
-    "Message": {
-        "type": "object",
-        "required": [
-            "id",
-            "message_id",
-            "status",
-            "attempts",
-            "last_reply",
-            "created_at",
-            "sent_at",
-            "recipients",
-        ],
-        "properties": {
-            "id": {"type": "integer"},
-            "message_id": {"type": "string"},
-            "status": STATUS,
-            "attempts": {"type": "integer", "minimum": 0},
-            "last_reply": {
-                "type": ["string", "null"],
-                "description": "The mail server's last answer.",
-            },
-            "created_at": TIMESTAMP,
-            "sent_at": {"type": ["string", "null"], "format": "date-time"},
-            "recipients": {
-                "type": "object",
-                "description": "Each recipient's state.",
-                "additionalProperties": {
-                    "type": "string",
-                    "enum": ["queued", "sent", "deferred", "failed"],
-                },
-            },
-        },
-    },
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}},
-    },
-    "ValidationErrors": {
-        "type": "object",
-        "required": ["errors"],
-        "properties": {
-            "errors": {
-                "type": "object",
-                "description": "A message per bad field: to, subject, attachments[0].filename, ...",
-                "additionalProperties": {"type": "string"},
-            }
-        },
-    },
+ERROR_RESPONSES = {
+    "401": _json(
+        "Missing, unknown or revoked API key.",
+        api_schema.Error,
+        {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
+    ),
+    "413": _json(
+        "The request body is larger than the limit (25 MiB by default).", api_schema.Error
+    ),
+    "429": _json(
+        f"Too many requests with this key ({DEFAULT_API_RATE_LIMIT} by default), or too many "
+        f"failed authentications from this client ({DEFAULT_API_AUTH_FAILURE_LIMIT}).",
+        api_schema.Error,
+        RETRY_AFTER,
+    ),
 }
 
 CREATE_MESSAGE = {
@@ -146,43 +71,44 @@ CREATE_MESSAGE = {
         "before delivery. The sender, Reply-To and footer follow the company's mail settings."
     ),
     "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "description": (
-                "Any unique string per mail (up to 255 characters). A retry with the same key "
-                "answers the first request's result and sends nothing."
-            ),
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-        }
+        _parameter(
+            "Idempotency-Key",
+            "header",
+            api_schema.IdempotencyKey,
+            "Any unique string per mail (up to 255 characters). A retry with the same key "
+            "answers the first request's result and sends nothing.",
+        )
     ],
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewMessage"}}},
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="NewMessage")}}},
     },
     "responses": {
         "202": {
-            "description": "Queued for delivery.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+            **_json("Queued for delivery.", api_schema.Accepted),
+            "links": {
+                "getMessage": {
+                    "operationId": "getMessage",
+                    "parameters": {"id": "$response.body#/id"},
+                }
+            },
         },
         **ERROR_RESPONSES,
-        "409": _error_response("The first request with this Idempotency-Key is still running."),
-        "422": _error_response("The body is not a valid mail.", "ValidationErrors"),
+        "409": _json(
+            "The first request with this Idempotency-Key is still running.", api_schema.Error
+        ),
+        "422": _json("The body is not a valid mail.", api_schema.ValidationErrors),
     },
 }
 
 SHOW_MESSAGE = {
     "operationId": "getMessage",
     "summary": "A mail's delivery state",
-    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+    "parameters": [_parameter("id", "path", api_schema.MessageId)],
     "responses": {
-        "200": {
-            "description": "The mail and its recipients' state.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}},
-        },
+        "200": _json("The mail and its recipients' state.", api_schema.MessageState),
         **ERROR_RESPONSES,
-        "404": _error_response("No mail with this id in the key's company."),
+        "404": _json("No mail with this id in the key's company.", api_schema.Error),
     },
 }
 
@@ -193,7 +119,8 @@ DOCUMENT = {
         "version": "1.0.0",
         "description": (
             "Queue mail for a company and follow its delivery. Authenticate with a company's "
-            "API key (created under the company's API keys tab): Authorization: Bearer <key>."
+            "API key (created under the company's API keys tab): Authorization: Bearer <key>. "
+            "Every error, an unknown path under /api/v1 included, is JSON."
         ),
     },
     "servers": [{"url": "/api/v1"}],
@@ -210,6 +137,6 @@ DOCUMENT = {
                 "description": "A company's API key, e.g. pk_...",
             }
         },
-        "schemas": SCHEMAS,
+        "schemas": _schemas(),
     },
 }
