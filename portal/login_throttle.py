@@ -7,14 +7,18 @@ tries refused while it waits are not counted, so the wait always ends.
 """
 
 import hashlib
+import logging
 import math
+from contextlib import suppress
 from dataclasses import dataclass
 
 from flask import current_app
+from redis.exceptions import RedisError
 
 from portal import redis_client
 from portal.exceptions import LoginThrottledError
 
+log = logging.getLogger(__name__)
 PREFIX = "portal:login:"
 # KEYS: each subject's failure count and its wait, in pairs. ARGV: how long failures are
 # remembered, the first and the longest wait (ms), then the failures each subject may have.
@@ -92,7 +96,13 @@ def begin(email: str, client: str) -> Attempt:
         config["LOGIN_ACCOUNT_FAILURES"],
         config["LOGIN_CLIENT_FAILURES"],
     ]
-    answer = redis_client.connection().register_script(BEGIN)(keys=keys, args=args)
+    try:
+        answer = redis_client.connection().register_script(BEGIN)(keys=keys, args=args)
+    except RedisError as exc:
+        # Locking everyone out while Redis is down would stop all mail settings work; the
+        # failed log-ins are still audited.
+        log.warning("log-in tries not counted: Redis is unreachable (%s)", exc)
+        return Attempt((), (0.0,))
     if answer[0]:
         raise LoginThrottledError(answer[0] / 1000)
     return Attempt(tuple(keys), tuple(ms / 1000 for ms in answer[1:]))
@@ -100,5 +110,8 @@ def begin(email: str, client: str) -> Attempt:
 
 def succeeded(attempt: Attempt) -> None:
     """Give a successful try back: only failures count."""
+    if not attempt.keys:
+        return  # not counted (Redis was unreachable)
     set_waits = [1 if wait else 0 for wait in attempt.waits]
-    redis_client.connection().register_script(GIVE_BACK)(keys=attempt.keys, args=set_waits)
+    with suppress(RedisError):  # a failure left counted expires with the window
+        redis_client.connection().register_script(GIVE_BACK)(keys=attempt.keys, args=set_waits)

@@ -3,6 +3,7 @@
 import logging
 
 from flask import render_template
+from redis.exceptions import RedisError
 
 from portal import accounts
 from portal.exceptions import MailValidationError
@@ -36,7 +37,13 @@ def request_reset(email: str, link_prefix: str) -> None:
     The lookup happens in the job, so the request does the same work and takes as long for
     every address. `link_prefix` is this site's set-password URL without its token.
     """
-    handoff.mail_queue().enqueue(SEND_RESET, email, link_prefix, retry=handoff.JOB_RETRY)
+    try:
+        handoff.mail_queue().enqueue(SEND_RESET, email, link_prefix, retry=handoff.JOB_RETRY)
+    except RedisError as exc:
+        # The mail must not be lost with Redis: look up here (the outbox keeps it for later),
+        # though then the answer's timing can differ.
+        log.warning("reset request handled in the web process: Redis is unreachable (%s)", exc)
+        send_reset(email, link_prefix)
 
 
 def send_reset(email: str, link_prefix: str) -> None:

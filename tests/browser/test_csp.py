@@ -4,10 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
+from support.factories import mail_config
 
 from portal import outbox
-from portal.extensions import db
-from portal.models import MailConfig
 from portal.web.headers import CONTENT_SECURITY_POLICY
 
 pytestmark = pytest.mark.browser
@@ -38,19 +37,15 @@ def violations(page: Page) -> Iterator[list[str]]:
 @pytest.fixture
 def queued_mail(people):
     """A mail waiting in Acme's log, so the open log polls for its state."""
-    db.session.add(
-        MailConfig(
-            company_id=None,
-            host="127.0.0.1",
-            port=2525,
-            security="none",
-            sender_address="noreply@example.com",
-            sender_name="Portal",
-            default_sender_enabled=True,
-            timeout_seconds=5,
-        )
+    mail_config(
+        host="127.0.0.1",
+        port=2525,
+        security="none",
+        sender_address="noreply@example.com",
+        sender_name="Portal",
+        default_sender_enabled=True,
+        timeout_seconds=5,
     )
-    db.session.commit()
     return outbox.send(people.acme, to=["ann@example.org"], subject="Polled", text="Hi")
 
 

@@ -229,7 +229,9 @@ def test_no_token_or_secret_in_pages_logs_or_jobs(connected, provider, smtp, peo
         expire_cached_token()
         delivery.deliver(queue(people.acme)[0].id)
         seen.append(connected.get(GLOBAL_URL).text)
-    seen.append(caplog.text)
+    # The test's own authorization server logs the tokens it issues: it is allowed to know them.
+    provider_side = ("authlib.oauth2.rfc6749.grants", "authlib.oauth2.rfc6749.authenticate_client")
+    seen += [r.getMessage() for r in caplog.records if not r.name.startswith(provider_side)]
     secrets = {
         provider.client_secret,
         *provider.issued_refresh_tokens,

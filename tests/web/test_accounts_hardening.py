@@ -2,6 +2,7 @@
 
 import email
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -21,14 +22,15 @@ from cryptography.fernet import Fernet
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import func, select, update
+from support.factories import mail_config
 from support.smtp_servers import smtp_server
 from support.web import Browser
 
 from portal import crypto, delivery, redis_client
+from portal.app import create_app
 from portal.extensions import db
-from portal.models import AuditEntry, MailConfig, OutboxMessage, utcnow
+from portal.models import AuditEntry, OutboxMessage, utcnow
 from portal.outbox import handoff, system_mail
-from portal.settings.resolution import global_config
 from portal.web.auth import MSG_BAD_LOGIN, MSG_RESET_SENT, UNKNOWN_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,6 +150,24 @@ def test_failures_from_one_client_pause_it_for_every_account_but_not_other_clien
     assert visitor(web, "198.51.100.40").login(people.acme_admin.email).status_code == 302
 
 
+def test_with_redis_down_log_ins_still_work_and_failures_are_still_audited(
+    app_config, people, caplog
+):
+    # Nothing listens on port 1: every Redis call fails at once, as with Redis stopped.
+    served = create_app({**app_config, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    try:
+        with caplog.at_level(logging.WARNING, logger="portal.login_throttle"):
+            wrong = visitor(served).login(people.acme_admin.email, "not the password")
+            right = visitor(served).login(people.acme_admin.email)
+        assert wrong.status_code == 422 and MSG_BAD_LOGIN in wrong.text
+        assert right.status_code == 302
+        assert [e.changes["account"] for e in failed_logins()] == [people.acme_admin.email]
+        assert "log-in tries not counted: Redis is unreachable" in caplog.text
+    finally:
+        with served.app_context():
+            db.engine.dispose()
+
+
 def test_tries_sent_at_once_get_no_more_guesses_than_the_limit(web, people):
     browsers = [visitor(web, f"198.51.100.{50 + n}") for n in range(8)]
     for browser in browsers:
@@ -179,22 +199,17 @@ def server():
 
 
 def point_global_settings_at(port: int) -> None:
-    config = global_config() or MailConfig(company_id=None)
-    values = {
-        "host": "127.0.0.1",
-        "port": port,
-        "security": "none",
-        "sender_address": "noreply@example.com",
-        "sender_name": "Portal",
-        "default_sender_enabled": True,
-        "timeout_seconds": 5,
-        "egress_allowlist": "127.0.0.1/32",
-        "egress_extra_ports": str(port),
-    }
-    for name, value in values.items():
-        setattr(config, name, value)
-    db.session.add(config)
-    db.session.commit()
+    mail_config(
+        host="127.0.0.1",
+        port=port,
+        security="none",
+        sender_address="noreply@example.com",
+        sender_name="Portal",
+        default_sender_enabled=True,
+        timeout_seconds=5,
+        egress_allowlist="127.0.0.1/32",
+        egress_extra_ports=str(port),
+    )
 
 
 def arrived(server, to: str) -> EmailMessage:

@@ -13,12 +13,13 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import event, select
+from support.factories import mail_config
 
 from portal import delivery, redis_client
 from portal.app import create_app
 from portal.extensions import db, limiter
 from portal.keys import api_keys
-from portal.models import Company, IdempotencyRecord, MailConfig, OutboxMessage
+from portal.models import Company, IdempotencyRecord, OutboxMessage
 from portal.outbox import handoff
 
 MESSAGES = "/api/v1/messages"
@@ -26,27 +27,15 @@ CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture
-def logs(caplog, migrated):
-    """caplog, with the loggers these tests read switched back on.
-
-    The migrations' logging.config.fileConfig (the `migrated` fixture) disables every logger
-    that existed before it ran, the app's among them.
-    """
-    names = ("portal.outbox.handoff", "portal.outbox.intake", "flask-limiter")
-    loggers = [logging.getLogger(name) for name in names]
-    before = [logger.disabled for logger in loggers]
-    for logger in loggers:
-        logger.disabled = False
+def logs(caplog):
     caplog.set_level(logging.WARNING)
-    yield caplog
-    for logger, disabled in zip(loggers, before, strict=True):
-        logger.disabled = disabled
+    return caplog
 
 
 @pytest.fixture
 def mail_settings(app):
     """Global settings with a sender: enough to queue mail."""
-    config = MailConfig(
+    return mail_config(
         host="smtp.example.com",
         port=587,
         security="starttls",
@@ -54,9 +43,6 @@ def mail_settings(app):
         sender_address="noreply@example.com",
         sender_name="Example Portal",
     )
-    db.session.add(config)
-    db.session.commit()
-    return config
 
 
 @pytest.fixture
@@ -248,17 +234,15 @@ def test_with_redis_down_api_ui_and_cli_accept_mail_and_it_goes_out_once_redis_i
     port, inbox = smtp
     served = create_app({**app_config, "REDIS_URL": url, "PROPAGATE_EXCEPTIONS": False})
     with served.app_context():
-        db.session.add(
-            MailConfig(
-                host="127.0.0.1",
-                port=port,
-                security="none",
-                default_sender_enabled=True,
-                sender_address="noreply@example.com",
-                timeout_seconds=5,
-                egress_allowlist="127.0.0.1/32",
-                egress_extra_ports=str(port),
-            )
+        mail_config(
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            default_sender_enabled=True,
+            sender_address="noreply@example.com",
+            timeout_seconds=5,
+            egress_allowlist="127.0.0.1/32",
+            egress_extra_ports=str(port),
         )
         _, token = api_keys.create(db.session.get(Company, people.acme.id), "Billing", None)
         db.session.commit()

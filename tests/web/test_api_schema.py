@@ -6,12 +6,12 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from support.factories import mail_config
 from werkzeug.serving import make_server
 
 from portal.app import create_app
 from portal.extensions import db
 from portal.keys import api_keys
-from portal.models import MailConfig
 from portal.web import api_schema, openapi
 
 MANY = "100000 per minute"  # the limits have tests of their own: here they would only interfere
@@ -41,14 +41,12 @@ def served(app_config, migrated, people):
 
 @pytest.fixture
 def api_key(people) -> str:
-    db.session.add(
-        MailConfig(
-            host="smtp.example.com",
-            port=587,
-            security="starttls",
-            default_sender_enabled=True,
-            sender_address="noreply@example.com",
-        )
+    mail_config(
+        host="smtp.example.com",
+        port=587,
+        security="starttls",
+        default_sender_enabled=True,
+        sender_address="noreply@example.com",
     )
     _, token = api_keys.create(people.acme, "Schema check", people.acme_admin)
     db.session.commit()

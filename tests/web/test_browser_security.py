@@ -15,13 +15,13 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import select
-from support.factories import run_queued_jobs
+from support.factories import mail_config, run_queued_jobs
 from support.smtp_servers import smtp_server
 
 from portal import delivery, redis_client
 from portal.app import create_app
 from portal.extensions import db
-from portal.models import MailConfig, OutboxMessage
+from portal.models import OutboxMessage
 from portal.web.account import MSG_LOGGED_OUT_EVERYWHERE
 from portal.web.headers import CONTENT_SECURITY_POLICY
 
@@ -112,21 +112,17 @@ def based(serve) -> Flask:
 def mail_server(app):
     """A real SMTP server the global settings point at, with the default sender."""
     with smtp_server() as server:
-        db.session.add(
-            MailConfig(
-                company_id=None,
-                host="127.0.0.1",
-                port=server.port,
-                security="none",
-                sender_address="noreply@example.com",
-                sender_name="Portal",
-                default_sender_enabled=True,
-                timeout_seconds=5,
-                egress_allowlist="127.0.0.1/32",
-                egress_extra_ports=str(server.port),
-            )
+        mail_config(
+            host="127.0.0.1",
+            port=server.port,
+            security="none",
+            sender_address="noreply@example.com",
+            sender_name="Portal",
+            default_sender_enabled=True,
+            timeout_seconds=5,
+            egress_allowlist="127.0.0.1/32",
+            egress_extra_ports=str(server.port),
         )
-        db.session.commit()
         yield server
 
 
