@@ -174,6 +174,7 @@ def remove_admin(company_id: int, user_id: int):
     if user is None:
         return render_template("errors/404.html"), 404
     user.company_id = None
+    user.session_generation += 1  # the removed admin's open sessions end now
     audit.record("admin.remove", {"email": {"old": user.email, "new": None}}, current_user, company)
     db.session.commit()
     db.session.refresh(company)

@@ -308,6 +308,18 @@ def test_an_old_cookie_is_refused_after_a_password_reset(web, people, mail_serve
         assert sent_to_login(browser.get(home))
 
 
+def test_removing_an_admin_ends_their_open_sessions(web, people):
+    admin = Visitor(web)
+    admin.login(people.acme_admin.email)
+    api_keys_tab = f"/companies/{people.acme.id}/api-keys"
+    assert logged_in(admin.get(api_keys_tab))
+    superuser = Visitor(web)
+    superuser.login(people.superuser.email)
+    removed = superuser.post(f"/companies/{people.acme.id}/admins/{people.acme_admin.id}/remove")
+    assert removed.status_code in (200, 302)
+    assert sent_to_login(admin.get(api_keys_tab))
+
+
 def test_log_out_everywhere_ends_every_session(web, people):
     owner = Visitor(web)
     owner.login(people.superuser.email)
