@@ -195,18 +195,34 @@ def chromium():
 
 
 @pytest.fixture
-def live_server(app_config, migrated, people) -> Iterator[str]:
-    """The real app on a free port, sharing the test database; yields its base URL."""
-    server_app = create_app({**app_config, "SERVER_NAME": None})
-    server = make_server("127.0.0.1", 0, server_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
-    with server_app.app_context():
-        db.engine.dispose()
+def serve_live(app_config, migrated, people):
+    """Serve the real app on a free port, sharing the test database: `serve_live(**config)`.
+
+    Each call starts one server with these config overrides and gives its base URL.
+    """
+    running = []
+
+    def start(**overrides) -> str:
+        served = create_app({**app_config, "SERVER_NAME": None, **overrides})
+        server = make_server("127.0.0.1", 0, served, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((served, server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for served, server, thread in running:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+        with served.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def live_server(serve_live) -> str:
+    """The real app on a free port, sharing the test database; its base URL."""
+    return serve_live()
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from email.message import EmailMessage
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
-from support.factories import configure, run_queued_jobs
+from support.factories import configure, run_queued_jobs, stored_mails
 from support.web import Browser
 
 from portal import accounts, delivery
 from portal.extensions import db
-from portal.models import Company, OutboxMessage, User
+from portal.models import Company, User
 from portal.web.auth import MSG_RESET_SENT
 
 NEW_PASSWORD = "a long new passphrase"
@@ -27,14 +27,9 @@ def global_settings(app, server):
     return configure(port=server.port, sender_address="noreply@example.com", sender_name="Portal")
 
 
-def outbox() -> list[OutboxMessage]:
-    db.session.expire_all()
-    return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-
-
 def deliver_only_mail(server) -> EmailMessage:
     """Deliver the one queued mail and return it as the server received it."""
-    (row,) = outbox()
+    (row,) = stored_mails()
     delivery.deliver(row.id)
     (arrived,) = server.handler.messages
     return email.message_from_bytes(arrived.data, policy=policy.default)
@@ -132,7 +127,7 @@ def test_invitation_without_a_sender_still_adds_the_admin_and_shows_the_link(
     assert response.status_code == 200
     assert "the invitation mail could not be queued: No sender address" in response.text
     path = LINK.search(response.text).group(1)
-    assert outbox() == []
+    assert stored_mails() == []
     use_link(web, path)
 
 
@@ -142,7 +137,7 @@ def test_assigning_an_active_user_sends_no_invitation(as_superuser, people, glob
     db.session.commit()
     response = invite(as_superuser, people.globex, "lone@example.org")
     assert response.status_code == 200 and "Invitation mail" not in response.text
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 # --- forgot password ---------------------------------------------------------------------
@@ -164,7 +159,7 @@ def test_reset_mail_arrives_with_a_link_that_works_once(
     mail = deliver_only_mail(server)
     assert sender(mail) == ("Portal", "noreply@example.com")
     assert str(mail["To"]) == user.email
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert row.company_id == user.company_id  # the superuser's goes by the global settings
     path = link_in(mail)
 
@@ -190,7 +185,7 @@ def test_unknown_address_gets_the_same_page_and_no_mail(browser, people, global_
     unknown = forgot(browser, address)
     assert known.status_code == unknown.status_code == 200
     assert CARD.search(known.text).group(0) == CARD.search(unknown.text).group(0)
-    assert [row.recipients for row in outbox()] == [[people.acme_admin.email]]
+    assert [row.recipients for row in stored_mails()] == [[people.acme_admin.email]]
 
 
 def test_empty_address_is_asked_for_again(browser, people):
@@ -202,7 +197,7 @@ def test_empty_address_is_asked_for_again(browser, people):
 def test_reset_without_a_sender_answers_the_same(browser, people):
     response = forgot(browser, people.acme_admin.email)
     assert response.status_code == 200 and MSG_RESET_SENT in response.text
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 def test_expired_reset_link_is_refused_but_an_invitation_lives_longer(
@@ -214,7 +209,7 @@ def test_expired_reset_link_is_refused_but_an_invitation_lives_longer(
     assert_dead(web, reset_path)
 
     invite(as_superuser, people.acme)
-    invitation = next(row for row in outbox() if row.recipients == ["new.admin@example.org"])
+    invitation = next(row for row in stored_mails() if row.recipients == ["new.admin@example.org"])
     delivery.deliver(invitation.id)
     mail = email.message_from_bytes(server.handler.messages[-1].data, policy=policy.default)
     use_link(web, link_in(mail))

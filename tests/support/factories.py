@@ -74,3 +74,9 @@ def run_queued_jobs() -> None:
     SimpleWorker(
         [handoff.mail_queue()], connection=redis_client.connection(), serializer=JSONSerializer
     ).work(burst=True)
+
+
+def stored_mails() -> list[OutboxMessage]:
+    """Every outbox row as the database holds it now, oldest first."""
+    db.session.expire_all()
+    return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))

@@ -8,14 +8,14 @@ from email import policy
 
 import pytest
 from sqlalchemy import func, select
-from support.factories import mail_config
+from support.api import MESSAGES, auth, mail_body
+from support.factories import mail_config, stored_mails
 
 from portal.extensions import db
 from portal.keys import api_keys
-from portal.models import IdempotencyRecord, OutboxMessage
+from portal.models import IdempotencyRecord
 from portal.web import api
 
-MESSAGES = "/api/v1/messages"
 PDF = b"%PDF-1.4 fake invoice\n"
 
 
@@ -53,19 +53,6 @@ def client(web):
     return web.test_client()
 
 
-def auth(token: str, **headers) -> dict:
-    return {"Authorization": f"Bearer {token}", **headers}
-
-
-def mail_body(**fields) -> dict:
-    return {"to": ["customer@example.org"], "subject": "Invoice", "text": "Attached.", **fields}
-
-
-def outbox() -> list[OutboxMessage]:
-    db.session.expire_all()
-    return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-
-
 def test_post_queues_the_mail(client, acme_key, people):
     body = mail_body(
         cc=["Boss@Example.org"],
@@ -82,7 +69,7 @@ def test_post_queues_the_mail(client, acme_key, people):
     )
     response = client.post(MESSAGES, json=body, headers=auth(acme_key))
     assert response.status_code == 202, response.json
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert response.json == {"id": row.id, "message_id": row.message_id, "status": "queued"}
     assert row.company_id == people.acme.id and row.user_id is None
     assert row.recipients == ["customer@example.org", "Boss@example.org", "archive@example.org"]
@@ -108,7 +95,7 @@ def test_get_shows_the_delivery_state(client, acme_key):
     assert shown.json["status"] == "queued" and shown.json["attempts"] == 0
     assert shown.json["sent_at"] is None and shown.json["created_at"].endswith("+00:00")
 
-    (row,) = outbox()
+    (row,) = stored_mails()
     row.status, row.attempts, row.last_reply = "sent", 1, "250 2.0.0 queued as ABC"
     row.sent_at = row.created_at
     row.recipient_results = {
@@ -135,7 +122,7 @@ def test_same_idempotency_key_sends_once(client, acme_key):
     again = client.post(MESSAGES, json=mail_body(), headers=headers)
     assert (first.status_code, again.status_code) == (202, 202)
     assert again.json == first.json
-    assert len(outbox()) == 1
+    assert len(stored_mails()) == 1
 
 
 def test_different_idempotency_keys_send_twice(client, acme_key):
@@ -144,7 +131,7 @@ def test_different_idempotency_keys_send_twice(client, acme_key):
             MESSAGES, json=mail_body(), headers=auth(acme_key, **{"Idempotency-Key": key})
         )
         assert response.status_code == 202
-    assert len(outbox()) == 2
+    assert len(stored_mails()) == 2
 
 
 def test_idempotency_keys_belong_to_one_api_key(client, people, acme_key):
@@ -164,7 +151,7 @@ def test_a_refused_request_does_not_use_up_its_idempotency_key(client, acme_key)
     assert refused.status_code == 422
     assert db.session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
     assert client.post(MESSAGES, json=mail_body(), headers=headers).status_code == 202
-    assert len(outbox()) == 1
+    assert len(stored_mails()) == 1
 
 
 def test_concurrent_retries_send_once(web, acme_key):
@@ -185,7 +172,7 @@ def test_concurrent_retries_send_once(web, acme_key):
         thread.start()
     for thread in threads:
         thread.join()
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert {status for status, _ in answers} <= {202, 409} and len(answers) == 6
     assert all(body["id"] == row.id for status, body in answers if status == 202)
 
@@ -200,7 +187,7 @@ def test_a_key_whose_first_request_never_finished_answers_409(
     headers = auth(acme_key, **{"Idempotency-Key": "lost"})
     response = client.post(MESSAGES, json=mail_body(), headers=headers)
     assert response.status_code == 409 and response.json == {"error": api.MSG_KEY_PENDING}
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 @pytest.mark.parametrize(
@@ -221,7 +208,7 @@ def test_bad_keys_are_refused(client, acme_key, headers, method):
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert response.json == {"error": "Send a valid API key: Authorization: Bearer <key>."}
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 def test_revoked_keys_stop_working(client, as_acme, people, acme_key):
@@ -230,7 +217,7 @@ def test_revoked_keys_stop_working(client, as_acme, people, acme_key):
     as_acme.post(f"/companies/{people.acme.id}/api-keys/{key.id}/revoke", {}, htmx=True)
     response = client.post(MESSAGES, json=mail_body(), headers=auth(acme_key))
     assert response.status_code == 401 and response.json["error"]
-    assert len(outbox()) == 1
+    assert len(stored_mails()) == 1
 
 
 def test_a_portal_session_is_no_api_key(as_acme, acme_key):
@@ -256,7 +243,7 @@ def test_a_key_never_reads_another_companys_mail(client, acme_key, globex_key):
 
 def test_globex_mail_goes_out_for_globex(client, people, globex_key):
     client.post(MESSAGES, json=mail_body(), headers=auth(globex_key))
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert row.company_id == people.globex.id
 
 
@@ -267,7 +254,7 @@ def test_too_large_bodies_are_refused(web, client, acme_key):
     assert response.status_code == 413 and "1024 bytes" in response.json["error"]
     small = client.post(MESSAGES, json=mail_body(), headers=auth(acme_key))
     assert small.status_code == 202
-    assert len(outbox()) == 1
+    assert len(stored_mails()) == 1
 
 
 def test_streamed_bodies_are_bounded_too(web, client, acme_key):
@@ -282,7 +269,7 @@ def test_streamed_bodies_are_bounded_too(web, client, acme_key):
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert response.status_code == 413 and response.json["error"]
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 BAD_ATTACHMENT = {"filename": "a.txt", "content_type": "text/plain", "content_base64": "***"}
@@ -329,7 +316,7 @@ def test_bad_bodies_are_refused_with_a_message_per_field(client, acme_key, body,
     response = client.post(MESSAGES, json=body, headers=auth(acme_key))
     assert response.status_code == 422
     assert response.json == {"errors": errors}
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 @pytest.mark.parametrize(
@@ -358,7 +345,7 @@ def test_rate_limit_per_key(web, client, acme_key, people):
     assert refused.status_code == 429 and "2 per 1 minute" in refused.json["error"]
     assert int(refused.headers["Retry-After"]) > 0
     assert client.post(MESSAGES, json=mail_body(), headers=auth(other)).status_code == 202
-    assert len(outbox()) == 2
+    assert len(stored_mails()) == 2
 
 
 def test_html_pages_keep_their_own_429(web, as_acme, people):

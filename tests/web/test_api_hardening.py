@@ -13,16 +13,16 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import event, select
-from support.factories import mail_config
+from support.api import MESSAGES, auth, mail_body
+from support.factories import mail_config, stored_mails
 
 from portal import delivery, redis_client
 from portal.app import create_app
 from portal.extensions import db, limiter
 from portal.keys import api_keys
-from portal.models import Company, IdempotencyRecord, OutboxMessage
+from portal.models import Company, IdempotencyRecord
 from portal.outbox import handoff
 
-MESSAGES = "/api/v1/messages"
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
@@ -57,19 +57,6 @@ def client(web):
     # Answer as in production: an unexpected error is a 500 page, not an exception in the test.
     web.config["PROPAGATE_EXCEPTIONS"] = False
     return web.test_client()
-
-
-def auth(token: str, **headers) -> dict:
-    return {"Authorization": f"Bearer {token}", **headers}
-
-
-def mail_body(**fields) -> dict:
-    return {"to": ["customer@example.org"], "subject": "Invoice", "text": "Attached.", **fields}
-
-
-def outbox() -> list[OutboxMessage]:
-    db.session.expire_all()
-    return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
 def post_raw(client, token: str, data: str, **headers):
@@ -109,7 +96,7 @@ def test_header_breaking_types_surrogates_and_deep_nesting_are_refused_at_their_
     response = post_raw(client, acme_key, data)
     assert response.status_code == 422, response.text
     assert response.json == {"errors": errors}
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 @pytest.mark.parametrize(
@@ -126,7 +113,7 @@ def test_attachment_names_are_stored_as_their_base_name(client, acme_key, given,
         MESSAGES, json=mail_body(attachments=[attachment]), headers=auth(acme_key)
     )
     assert response.status_code == 202, response.json
-    (row,) = outbox()
+    (row,) = stored_mails()
     (part,) = email.message_from_bytes(row.raw, policy=policy.default).iter_attachments()
     assert part.get_filename() == stored
 
@@ -149,7 +136,7 @@ def test_spoofing_and_empty_attachment_names_are_refused(client, acme_key, filen
     )
     assert response.status_code == 422
     assert response.json == {"errors": {"attachments[0].filename": message}}
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 # --- failed authentications are limited per client ---
@@ -180,7 +167,7 @@ def test_failed_authentications_are_limited_per_client_but_a_valid_key_still_wor
         f"{MESSAGES}/1", headers=auth("pk_guess6"), environ_base={"REMOTE_ADDR": "198.51.100.2"}
     )
     assert other.status_code == 401
-    assert len(outbox()) == 1
+    assert len(stored_mails()) == 1
 
 
 # --- a Redis outage: mail is still accepted into the outbox ---
@@ -264,7 +251,7 @@ def test_with_redis_down_api_ui_and_cli_accept_mail_and_it_goes_out_once_redis_i
         )
     assert cli.exit_code == 0 and "queued mail" in cli.output, cli.output
 
-    rows = outbox()
+    rows = stored_mails()
     assert [row.status for row in rows] == ["queued"] * 3
     assert "falling back to in-memory storage" in logs.text
     assert logs.text.count("not handed to the worker") == 3
@@ -278,7 +265,7 @@ def test_with_redis_down_api_ui_and_cli_accept_mail_and_it_goes_out_once_redis_i
         SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
         db.session.remove()
     assert sorted(mail["Subject"] for mail in inbox.mails) == sorted(row.subject for row in rows)
-    assert {row.status for row in outbox()} == {"sent"}
+    assert {row.status for row in stored_mails()} == {"sent"}
 
 
 # --- database blips around the commit ---
@@ -343,7 +330,7 @@ def test_a_failed_link_stores_neither_mail_nor_key_and_the_retry_sends_once(clie
     assert fault.fired and first.status_code == 500 and first.json["error"]
     retry = client.post(MESSAGES, json=mail_body(), headers=headers)
     again = client.post(MESSAGES, json=mail_body(), headers=headers)
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert retry.status_code == again.status_code == 202
     answer = {"id": row.id, "message_id": row.message_id, "status": "queued"}
     assert retry.json == again.json == answer
@@ -357,7 +344,7 @@ def test_an_error_after_the_commit_leaves_the_key_answering_the_first_mail(clien
     first = client.post(MESSAGES, json=mail_body(), headers=headers)
     assert fault.fired == ["COMMIT"] and first.status_code == 500
     retry = client.post(MESSAGES, json=mail_body(), headers=headers)
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert retry.status_code == 202 and retry.json["id"] == row.id
     assert idempotency_links() == [row.id]
 
@@ -366,7 +353,7 @@ def test_the_answer_comes_from_what_was_committed(client, acme_key, blip):
     """A failing read after the commit must not turn a stored mail into a 500 (and a resend)."""
     blip(statement=lambda sql, committed: committed and "outbox_messages" in sql)
     response = client.post(MESSAGES, json=mail_body(), headers=auth(acme_key))
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert response.status_code == 202
     assert response.json == {"id": row.id, "message_id": row.message_id, "status": "queued"}
 
@@ -381,7 +368,7 @@ def test_a_hand_off_that_breaks_after_the_commit_still_answers_202(
 
     monkeypatch.setattr(redis_client, "connection", no_redis)
     response = client.post(MESSAGES, json=mail_body(), headers=auth(acme_key))
-    (row,) = outbox()
+    (row,) = stored_mails()
     assert response.status_code == 202 and response.json["id"] == row.id
     assert row.status == "queued"  # the sweep hands it over
     assert f"mail {row.id} not handed to the worker" in logs.text

@@ -1,15 +1,11 @@
 """The OpenAPI document against the running app (schemathesis), and the models it is made of."""
 
-import threading
-
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from support.factories import mail_config
-from werkzeug.serving import make_server
 
-from portal.app import create_app
 from portal.extensions import db
 from portal.keys import api_keys
 from portal.web import api_schema, openapi
@@ -18,25 +14,8 @@ MANY = "100000 per minute"  # the limits have tests of their own: here they woul
 
 
 @pytest.fixture
-def served(app_config, migrated, people):
-    """The real app on a free port, sharing the test database; yields its base URL."""
-    app = create_app(
-        {
-            **app_config,
-            "SERVER_NAME": None,
-            "API_RATE_LIMIT": MANY,
-            "API_AUTH_FAILURE_LIMIT": MANY,
-        }
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
-    with app.app_context():
-        db.engine.dispose()
+def served(serve_live) -> str:
+    return serve_live(API_RATE_LIMIT=MANY, API_AUTH_FAILURE_LIMIT=MANY)
 
 
 @pytest.fixture

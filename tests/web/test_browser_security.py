@@ -14,8 +14,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import select
-from support.factories import mail_config, run_queued_jobs
+from support.factories import mail_config, run_queued_jobs, stored_mails
 from support.smtp_servers import smtp_server
 
 from portal import delivery, redis_client
@@ -126,11 +125,6 @@ def mail_server(app):
         yield server
 
 
-def outbox() -> list[OutboxMessage]:
-    db.session.expire_all()
-    return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-
-
 def text_of(raw: bytes) -> str:
     message = email.message_from_bytes(raw, policy=policy.default)
     return "\n".join(part.get_content() for part in message.walk() if not part.is_multipart())
@@ -139,7 +133,7 @@ def text_of(raw: bytes) -> str:
 def mailed_link(mail_server) -> str:
     """The one-time link in the mail that arrived: the stored copy keeps no link."""
     run_queued_jobs()  # a reset request's lookup runs in the worker
-    for row in outbox():
+    for row in stored_mails():
         delivery.deliver(row.id)
     (link,) = set(LINK.findall(text_of(mail_server.handler.messages[-1].data)))
     return link
@@ -172,7 +166,7 @@ def test_reset_link_carries_the_base_url_whatever_the_host_says(
     assert response.status_code == 200
 
     run_queued_jobs()  # the worker looks the address up and queues the mail
-    (row,) = outbox()
+    (row,) = stored_mails()
     delivery.deliver(row.id)
     (arrived,) = mail_server.handler.messages
     body = text_of(arrived.data)
@@ -205,7 +199,7 @@ def test_a_reset_asked_for_with_an_untrusted_host_sends_nothing(web, people, mai
         },
     )
     assert response.status_code == 400 and response.text == "Unknown host.\n"
-    assert outbox() == []
+    assert stored_mails() == []
 
 
 def test_behind_one_proxy_the_forwarded_host_is_checked_too(serve, people, mail_server):
@@ -236,7 +230,7 @@ def test_invitation_link_carries_the_base_url(based, people, mail_server):
     )
     assert response.status_code == 200
     (shown,) = set(LINK.findall(response.text))  # the superuser's fallback copy
-    (row,) = outbox()
+    (row,) = stored_mails()
     delivery.deliver(row.id)
     (arrived,) = mail_server.handler.messages
     (mailed,) = set(LINK.findall(text_of(arrived.data)))
