@@ -42,6 +42,9 @@ def test_removed_admin_loses_access_at_once(as_superuser, web, people):
     other.login(people.acme_admin.email)
     assert other.get(f"/companies/{people.acme.id}/email").status_code == 200
     as_superuser.post(f"/companies/{people.acme.id}/admins/{people.acme_admin.id}/remove", {})
+    ended = other.get(f"/companies/{people.acme.id}/email")  # the open session ends with it
+    assert ended.status_code == 302 and ended.headers["Location"].startswith("/login")
+    other.login(people.acme_admin.email)
     assert other.get(f"/companies/{people.acme.id}/email").status_code == 404
 
 
