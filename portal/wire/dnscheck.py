@@ -1,18 +1,9 @@
-"""Check a sender domain's published DKIM, SPF and DMARC records, and say what to change.
+"""Check a sender domain's published DKIM, SPF and DMARC records, and say what to change."""
 
-Organizational domains (for DMARC's relaxed alignment) come from the Public Suffix List that
-the pinned `publicsuffixlist` package ships, so "mail.example.co.uk" aligns with "example.co.uk".
-"""
-
-import base64
-import binascii
-import functools
 import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from publicsuffixlist import PublicSuffixList
 
 from portal.wire.dnslookup import (
     DEFAULT_DNS_TIMEOUT,
@@ -20,6 +11,18 @@ from portal.wire.dnslookup import (
     DnsLookupError,
     DnsPythonResolver,
     DnsResolver,
+)
+from portal.wire.dnsrecords import (
+    canonical_address,
+    dmarc_records,
+    domain_name,
+    ip_term,
+    is_dkim,
+    key_length,
+    organizational_domain,
+    relay_label,
+    tag_list,
+    with_terms,
 )
 from portal.wire.spf import check_host, spf_records
 
@@ -115,18 +118,13 @@ def check_domain(
     timeout: float = DEFAULT_DNS_TIMEOUT,
 ) -> list[Finding]:
     """DKIM, SPF and DMARC findings for `domain`, in that order; all lookups share `timeout`."""
-    domain = _name(domain)
+    domain = domain_name(domain)
     lookups = CachedLookups(resolver or DnsPythonResolver(timeout), timeout)
     return [
         _dkim(lookups, domain, selector, public_key),
         _spf(lookups, domain, relay_host, relay_addresses),
-        _dmarc(lookups, domain, _name(from_domain or domain)),
+        _dmarc(lookups, domain, domain_name(from_domain or domain)),
     ]
-
-
-def organizational_domain(name: str) -> str:
-    """The registered domain of name ("example.co.uk" for "mail.example.co.uk")."""
-    return _suffixes().privatesuffix(name) or name
 
 
 def _dkim(lookups: CachedLookups, domain: str, selector: str | None, key: str | None) -> Finding:
@@ -134,14 +132,14 @@ def _dkim(lookups: CachedLookups, domain: str, selector: str | None, key: str | 
         return Finding("DKIM", "missing", None, DKIM_NO_KEY.format(domain=domain), None)
     name = f"{selector}._domainkey.{domain}"
     key = re.sub(r"\s", "", key)
-    kind = "ed25519" if _key_length(key) == 32 else "rsa"
+    kind = "ed25519" if key_length(key) == 32 else "rsa"
     advice = PUBLISH.format(name=name, value=f"v=DKIM1; k={kind}; p={key}")
     try:
         records = lookups.txt(name)
     except DnsLookupError as exc:
         return Finding("DKIM", "error", None, DKIM_ERROR.format(name=name, reason=exc), None)
     found = "\n".join(records) or None
-    keys = [tags.get("p") for tags in map(_tags, records) if _is_dkim(tags)]
+    keys = [tags.get("p") for tags in map(tag_list, records) if is_dkim(tags)]
     if not records:
         return Finding("DKIM", "missing", None, DKIM_MISSING.format(name=name), advice)
     if any(p is not None and re.sub(r"\s", "", p) == key for p in keys):
@@ -167,8 +165,8 @@ def _spf(
     except DnsLookupError as exc:
         message = SPF_RELAY_ERROR.format(domain=domain, relay=relay_host, reason=exc)
         return Finding("SPF", "error", found, message, None)
-    words = {"domain": domain, "relay": _relay_label(relay_host, addresses)}
-    terms = [_ip_term(a) for a in addresses] or ([f"a:{relay_host}"] if relay_host else [])
+    words = {"domain": domain, "relay": relay_label(relay_host, addresses)}
+    terms = [ip_term(a) for a in addresses] or ([f"a:{relay_host}"] if relay_host else [])
     if not records:
         advice = PUBLISH.format(name=domain, value=" ".join(["v=spf1", *terms, "~all"]))
         return Finding("SPF", "missing", None, SPF_MISSING.format(**words), advice)
@@ -186,10 +184,10 @@ def _spf(
         if result.result == "permerror":
             message = SPF_BROKEN.format(domain=domain, reason=result.reason)
             return Finding("SPF", "mismatch", found, message, None)
-    uncovered = [_ip_term(a) for a, result in results.items() if result.result != "pass"]
+    uncovered = [ip_term(a) for a, result in results.items() if result.result != "pass"]
     if uncovered:
         message = SPF_NOT_COVERED.format(**words, terms=" ".join(uncovered))
-        advice = PUBLISH.format(name=domain, value=_with_terms(records[0], uncovered))
+        advice = PUBLISH.format(name=domain, value=with_terms(records[0], uncovered))
         return Finding("SPF", "mismatch", found, message, advice)
     return _spf_strength(lookups, domain, records[0], addresses, words["relay"])
 
@@ -216,10 +214,10 @@ def _dmarc(lookups: CachedLookups, domain: str, from_domain: str) -> Finding:
     name, owner = f"_dmarc.{from_domain}", from_domain
     org = organizational_domain(from_domain)
     try:
-        records = _dmarc_records(lookups.txt(name))
+        records = dmarc_records(lookups.txt(name))
         if not records and org != from_domain:  # RFC 7489 6.6.3: fall back to the org domain
             name, owner = f"_dmarc.{org}", org
-            records = _dmarc_records(lookups.txt(name))
+            records = dmarc_records(lookups.txt(name))
     except DnsLookupError as exc:
         return Finding("DMARC", "error", None, DMARC_ERROR.format(name=name, reason=exc), None)
     found = "\n".join(records) or None
@@ -230,8 +228,9 @@ def _dmarc(lookups: CachedLookups, domain: str, from_domain: str) -> Finding:
     if len(records) > 1:
         message = DMARC_SEVERAL.format(name=name, count=len(records))
         return Finding("DMARC", "mismatch", found, message, None)
-    tags = {k.lower(): v.lower() for k, v in _tags(records[0]).items()}
-    policy = tags.get("sp") if owner != from_domain and "sp" in tags else tags.get("p")
+    tags = {k.lower(): v.lower() for k, v in tag_list(records[0]).items()}
+    tag = "sp" if owner != from_domain and "sp" in tags else "p"  # sp= rules subdomains
+    policy = tags.get(tag)
     if policy not in _DMARC_POLICIES:
         return Finding("DMARC", "mismatch", found, DMARC_INVALID.format(name=name), None)
     strict = tags.get("adkim") == "s"
@@ -239,7 +238,7 @@ def _dmarc(lookups: CachedLookups, domain: str, from_domain: str) -> Finding:
     words = {"owner": owner, "policy": policy, "from_domain": from_domain, "domain": domain}
     if policy == "none":
         template = DMARC_MONITOR if aligned else DMARC_MONITOR_MISALIGNED
-        stricter = re.sub(r"(?i)\bp\s*=\s*none", "p=quarantine", records[0], count=1)
+        stricter = re.sub(rf"(?i)(?<![a-z]){tag}\s*=\s*none", f"{tag}=quarantine", records[0])
         advice = (
             PUBLISH.format(name=name, value=stricter) if aligned else DMARC_ALIGN.format(**words)
         )
@@ -250,87 +249,13 @@ def _dmarc(lookups: CachedLookups, domain: str, from_domain: str) -> Finding:
     return Finding("DMARC", "ok", found, DMARC_OK.format(**words), None)
 
 
-def _name(domain: str) -> str:
-    """Lower-case ASCII without the trailing dot; left as typed when IDNA cannot encode it."""
-    name = domain.strip().lower().removesuffix(".")
-    try:
-        return name if name.isascii() else name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return name
-
-
-@functools.cache
-def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()  # reads the list the package ships; nothing is fetched
-
-
-def _tags(record: str) -> dict[str, str]:
-    """A DKIM or DMARC tag list ("v=DKIM1; k=rsa; p=...") as a dict; the first of a tag wins."""
-    tags: dict[str, str] = {}
-    for part in record.split(";"):
-        tag, sep, value = part.partition("=")
-        if sep and tag.strip():
-            tags.setdefault(tag.strip().lower(), value.strip())
-    return tags
-
-
-def _is_dkim(tags: dict[str, str]) -> bool:
-    # v= is optional (RFC 6376 3.6.1), but when present it must be the first tag and say DKIM1.
-    return (
-        "p" in tags
-        and (next(iter(tags)) == "v") == ("v" in tags)
-        and tags.get("v", "DKIM1") == "DKIM1"
-    )
-
-
-def _key_length(key: str) -> int:
-    try:
-        return len(base64.b64decode(key, validate=True))
-    except (binascii.Error, ValueError):
-        return 0
-
-
 def _relay_addresses(
     lookups: CachedLookups, relay_host: str | None, given: Sequence[str]
 ) -> list[str]:
     """The relay's addresses: those given, the host itself if it is one, or its A/AAAA."""
     if given:
-        return [a for a in map(_address, given) if a]
+        return [a for a in map(canonical_address, given) if a]
     if not relay_host:
         return []
-    literal = _address(relay_host)
-    return [literal] if literal else lookups.addresses(_name(relay_host))
-
-
-def _address(text: str) -> str | None:
-    """The address in its canonical spelling, or None when text is no IP address."""
-    try:
-        return str(ipaddress.ip_address(text.strip().strip("[]")))
-    except ValueError:
-        return None
-
-
-def _ip_term(address: str) -> str:
-    return f"ip{ipaddress.ip_address(address).version}:{address}"
-
-
-def _relay_label(relay_host: str | None, addresses: list[str]) -> str:
-    listed = ", ".join(addresses)
-    if relay_host and _address(relay_host) not in addresses:
-        return f"{relay_host} ({listed})" if listed else relay_host
-    return listed or "(none)"
-
-
-def _with_terms(record: str, terms: list[str]) -> str:
-    """The SPF record with terms added before its all term or redirect."""
-    parts = record.split()
-    at = next(
-        (i for i, t in enumerate(parts) if re.fullmatch(r"[+?~-]?all|redirect=.*", t, re.I)),
-        len(parts),
-    )
-    return " ".join([*parts[:at], *terms, *parts[at:]])
-
-
-def _dmarc_records(texts: list[str]) -> list[str]:
-    """The TXT strings that are DMARC records: "v=DMARC1" first (RFC 7489 6.6.3)."""
-    return [t.strip() for t in texts if re.match(r"v\s*=\s*DMARC1\s*(;|$)", t.strip())]
+    literal = canonical_address(relay_host)
+    return [literal] if literal else lookups.addresses(domain_name(relay_host))

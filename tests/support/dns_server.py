@@ -1,4 +1,4 @@
-"""Real DNS servers on 127.0.0.1 for the domain checks: an authoritative one (dnslib), a silent one."""
+"""Real DNS servers on loopback for the domain checks: an authoritative one and a silent one."""
 
 import contextlib
 import ipaddress
@@ -70,24 +70,36 @@ class Zone(BaseResolver):
             reply.add_answer(record)
         if not reply.rr and not any(known == name for known, _ in self.records):
             reply.header.rcode = RCODE.NXDOMAIN
+        if handler.protocol == "udp":  # as real servers do: too long for UDP, ask again by TCP
+            limit = next((rr.rclass for rr in request.ar if rr.rtype == QTYPE.OPT), 512)
+            if len(reply.pack()) > limit:
+                reply = request.reply()  # the question kept: clients drop answers without it
+                reply.header.tc = 1
         return reply
 
 
 @contextlib.contextmanager
 def dns_server() -> Iterator[Zone]:
-    """An authoritative server for the Zone it yields, answering over UDP on loopback."""
+    """An authoritative server for the Zone it yields, over UDP and TCP on one loopback port."""
     zone = Zone()
-    server = DNSServer(zone, address=HOST, port=0, logger=DNSLogger(logf=lambda _line: None))
-    zone.port = server.server.server_address[1]
+    quiet = DNSLogger(logf=lambda _line: None)
+    udp = DNSServer(zone, address=HOST, port=0, logger=quiet)
+    zone.port = udp.server.server_address[1]
+    tcp = DNSServer(zone, address=HOST, port=zone.port, tcp=True, logger=quiet)
     # A short poll interval: shutdown() waits for it, once per test.
-    serve = threading.Thread(target=server.server.serve_forever, args=(0.02,), daemon=True)
-    serve.start()
+    threads = [
+        threading.Thread(target=s.server.serve_forever, args=(0.02,), daemon=True)
+        for s in (udp, tcp)
+    ]
+    for thread in threads:
+        thread.start()
     try:
         yield zone
     finally:
-        server.server.shutdown()
-        server.server.server_close()
-        serve.join()
+        for server, thread in zip((udp, tcp), threads, strict=True):
+            server.server.shutdown()
+            server.server.server_close()
+            thread.join()
 
 
 @contextlib.contextmanager
