@@ -124,6 +124,8 @@ class _State:
 
     def _near(self, addresses: list[str], cidr4: str | None, cidr6: str | None) -> bool:
         prefix = cidr4 if self.ip.version == 4 else cidr6
+        if prefix and int(prefix) > self.ip.max_prefixlen:
+            raise SpfPermError(f"/{prefix} is not a prefix length for IPv{self.ip.version}")
         for address in map(ipaddress.ip_address, addresses):
             bits = int(prefix) if prefix else address.max_prefixlen
             if address.version == self.ip.version and self.ip in ipaddress.ip_network(
