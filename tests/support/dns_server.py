@@ -82,10 +82,7 @@ class Zone(BaseResolver):
 def dns_server() -> Iterator[Zone]:
     """An authoritative server for the Zone it yields, over UDP and TCP on one loopback port."""
     zone = Zone()
-    quiet = DNSLogger(logf=lambda _line: None)
-    udp = DNSServer(zone, address=HOST, port=0, logger=quiet)
-    zone.port = udp.server.server_address[1]
-    tcp = DNSServer(zone, address=HOST, port=zone.port, tcp=True, logger=quiet)
+    udp, tcp = _bound_pair(zone)
     # A short poll interval: shutdown() waits for it, once per test.
     threads = [
         threading.Thread(target=s.server.serve_forever, args=(0.02,), daemon=True)
@@ -100,6 +97,19 @@ def dns_server() -> Iterator[Zone]:
             server.server.shutdown()
             server.server.server_close()
             thread.join()
+
+
+def _bound_pair(zone: Zone, tries: int = 20) -> tuple[DNSServer, DNSServer]:
+    """UDP and TCP servers on one free port: a free UDP port's TCP twin may be taken."""
+    quiet = DNSLogger(logf=lambda _line: None)
+    for _ in range(tries):
+        udp = DNSServer(zone, address=HOST, port=0, logger=quiet)
+        zone.port = udp.server.server_address[1]
+        try:
+            return udp, DNSServer(zone, address=HOST, port=zone.port, tcp=True, logger=quiet)
+        except OSError:
+            udp.server.server_close()
+    raise OSError(f"no port free for both UDP and TCP after {tries} tries")
 
 
 @contextlib.contextmanager
