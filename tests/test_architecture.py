@@ -31,7 +31,14 @@ def loaded_after(code: str, env: dict | None = None) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["portal", "portal.wire.session", "portal.wire.probe", "portal.wire.diagnosis", "portal.wire"],
+    [
+        "portal",
+        "portal.wire.session",
+        "portal.wire.probe",
+        "portal.wire.diagnosis",
+        "portal.wire.dnscheck",
+        "portal.wire",
+    ],
 )
 def test_the_smtp_client_and_the_probe_load_no_flask_and_no_database(module):
     loaded = loaded_after(f"import {module}")
