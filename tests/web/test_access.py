@@ -42,7 +42,9 @@ def test_removed_admin_loses_access_at_once(as_superuser, web, people):
     other.login(people.acme_admin.email)
     assert other.get(f"/companies/{people.acme.id}/email").status_code == 200
     as_superuser.post(f"/companies/{people.acme.id}/admins/{people.acme_admin.id}/remove", {})
-    assert other.get(f"/companies/{people.acme.id}/email").status_code == 404
+    # Removal ends their sessions: the next click opens the login page.
+    after = other.get(f"/companies/{people.acme.id}/email")
+    assert after.status_code == 302 and "/login" in after.headers["Location"]
 
 
 @pytest.mark.parametrize(
