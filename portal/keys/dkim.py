@@ -126,7 +126,7 @@ def record_check(key: DkimKey, findings: Sequence[Finding], user: User | None) -
     key.dns_status, key.dns_checked_at = dkim.status, utcnow()
     if dkim.status == "ok" and key.state == DKIM_NEW:
         key.state = DKIM_PUBLISHED
-    changes = {"dkim_key": {"old": label(key), "new": label(key)}}
+    changes: dict = {"dkim_key": label(key)}
     changes.update({f.record.lower(): {"old": None, "new": f.status} for f in findings})
     if key.state != old_state:
         changes["state"] = {"old": old_state, "new": key.state}
@@ -166,7 +166,7 @@ def activate(key: DkimKey, user: User | None, force: bool = False) -> None:
     key.state, key.activated_at, key.retired_at = DKIM_ACTIVE, now, None
     key.activated_by_id = user.id if user is not None else None
     changes["state"] = {"old": old_state, "new": DKIM_ACTIVE}
-    changes["dkim_key"] = {"old": label(key), "new": label(key)}
+    changes["dkim_key"] = label(key)
     if force:
         changes["forced"] = {"old": None, "new": True}
     audit.record("dkim.activate", changes, user, _company(key))
