@@ -19,6 +19,7 @@ from portal.web import (
     api_keys,
     auth,
     companies,
+    dkim,
     headers,
     hosts,
     mail_settings,
@@ -67,6 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(oauth_connect.bp)
     app.register_blueprint(maillog.bp)
     app.register_blueprint(api_keys.bp)
+    app.register_blueprint(dkim.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
     cli.init_app(app)

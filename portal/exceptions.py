@@ -38,3 +38,11 @@ class ReauthorizationNeededError(OAuthTokenError):
 
     def __init__(self, message: str, error: str | None = "invalid_grant"):
         super().__init__(message, error, admin_action=True)
+
+
+class DkimKeyError(PortalError):
+    """A DKIM key cannot be made or changed; `field` names the form field the message is for."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message

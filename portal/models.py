@@ -1,4 +1,4 @@
-"""The database tables: users, companies, mail settings, OAuth2 grants, outbox, API keys, audit."""
+"""The database tables: users, companies, mail settings, OAuth2 grants, outbox, keys, audit."""
 
 from datetime import UTC, datetime
 
@@ -303,3 +303,35 @@ class IdempotencyRecord(db.Model):
         ForeignKey("outbox_messages.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+DKIM_NEW = "new"  # generated, its record not yet seen in DNS
+DKIM_PUBLISHED = "published"  # the DNS check found the record matching the key
+DKIM_ACTIVE = "active"  # signs the mail of its domain
+DKIM_RETIRED = "retired"  # replaced by a newer key; its record may stay published until removed
+DKIM_STATES = (DKIM_NEW, DKIM_PUBLISHED, DKIM_ACTIVE, DKIM_RETIRED)
+
+
+class DkimKey(db.Model):
+    """A DKIM signing key of one scope (a company, or the global settings) for a sender domain."""
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (UniqueConstraint("company_id", "domain", "selector"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("companies.id", ondelete="CASCADE"), index=True
+    )
+    domain: Mapped[str] = mapped_column(String(253))
+    selector: Mapped[str] = mapped_column(String(63))
+    algorithm: Mapped[str] = mapped_column(String(16), default="rsa")
+    private_key_encrypted: Mapped[str] = mapped_column(Text)
+    public_key: Mapped[str] = mapped_column(Text)  # the record's base64 p= value
+    state: Mapped[str] = mapped_column(String(16), default=DKIM_NEW)
+    dns_status: Mapped[str | None] = mapped_column(String(16))  # the last check's DKIM verdict
+    dns_checked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    activated_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    activated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    retired_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -26,3 +26,14 @@ document.addEventListener("htmx:afterSettle", () => {
     if (input) input.setAttribute("aria-invalid", box.classList.contains("invalid") ? "true" : "false");
   });
 });
+// A copy button puts the text of the element it names on the clipboard (the DKIM record).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest("button[data-copy]");
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copy);
+  if (!source || !navigator.clipboard) return;
+  navigator.clipboard.writeText(source.textContent.trim()).then(() => {
+    button.dataset.copied = "1";
+    button.textContent = "Copied";
+  });
+});

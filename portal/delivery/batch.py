@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from flask import current_app
 
+from portal.delivery.signing import Signer
 from portal.delivery.smtp_config import smtp_config
 from portal.exceptions import OAuthTokenError, SecretError
 from portal.extensions import db
@@ -30,7 +31,10 @@ SESSION_STEPS = frozenset({"resolve", "connect", "greeting", "ehlo", "starttls",
 class Batch:
     """Mails sharing one SMTP configuration, sent over one session, each outcome committed."""
 
-    def __init__(self, settings: EffectiveSettings, rows: list):
+    def __init__(
+        self, settings: EffectiveSettings, rows: list, scopes: dict[int | None, int | None]
+    ):
+        """`scopes`: whose DKIM keys sign each company's mail (rows of several may share one)."""
         config = current_app.config
         self.settings = settings
         self.rows = rows
@@ -41,6 +45,7 @@ class Batch:
         self.lease_every = config["MAIL_LEASE_SECONDS"] / 3
         self.retries: list[tuple[int, object]] = []
         self.server = f"{settings.host}:{settings.port}"
+        self.signer, self.scopes = Signer(), scopes
 
     def run(self) -> None:
         if not self.settings.host:
@@ -61,7 +66,7 @@ class Batch:
                 if session is None:
                     session = SmtpSession(config, deadline=self.deadline)
                 try:
-                    raw = store.message_bytes(row)
+                    raw = self._signed(row)
                     delivery = session.send(row.envelope_from, self._pending(row), raw)
                 except SecretError as exc:
                     self._finish(row, STATUS_FAILED, str(exc))
@@ -93,6 +98,10 @@ class Batch:
             self._drop(session)
             db.session.commit()
         self._schedule_retries()
+
+    def _signed(self, row) -> bytes:
+        # After the footer and everything else: the signature covers the bytes that go out.
+        return self.signer.sign(store.message_bytes(row), self.scopes[row.company_id]).raw
 
     @staticmethod
     def _pending(row) -> list[str]:

@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 
 from portal import audit, crypto, redis_client
 from portal.delivery import smtp_config
+from portal.delivery.signing import Signer
 from portal.exceptions import MailValidationError
 from portal.keys import tokens
 from portal.models import Company, MailConfig, User
@@ -40,6 +41,7 @@ class TestRefusedError(Exception):
 class Outcome:
     result: probe.ProbeResult
     server: str
+    dkim: str  # whether the test mail was signed, and with which selector
 
 
 def _body(company: Company | None, user: User, settings) -> str:
@@ -93,6 +95,8 @@ def run(
         )
     except MailValidationError as exc:
         raise TestRefusedError(" ".join(exc.errors.values())) from exc
+    # Signed as real mail is; the company's tab tests the company's own settings, hence its keys.
+    signed = Signer().sign(composed.raw, company.id if company is not None else None)
     config = smtp_config.client_config(settings, password=password)
     if config.token_source is not None:
         # A test asks the provider for a new token: a cached one would hide a revoked grant.
@@ -105,7 +109,7 @@ def run(
             config,
             sender=composed.envelope_from,
             recipient=recipient,
-            message=composed.raw,
+            message=signed.raw,
             policy=resolution.egress_policy(),
             deadline=config.timeout,
         )
@@ -113,7 +117,7 @@ def run(
     label = probe.STEP_LABELS.get(result.failed_step or "", result.failed_step)
     outcome = "succeeded" if result.ok else f"failed at {label}: {result.diagnosis.problem}"
     audit.record("mail_settings.test", {"server": server, "result": outcome}, user, company)
-    return Outcome(result, server)
+    return Outcome(result, server, signed.summary)
 
 
 class _one_at_a_time:

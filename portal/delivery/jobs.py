@@ -7,6 +7,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from portal.delivery.batch import Batch
+from portal.delivery.signing import signing_scope
 from portal.extensions import db
 from portal.models import FINAL_STATUSES, Company, OutboxMessage
 from portal.outbox import handoff, store
@@ -64,5 +65,6 @@ def _deliver(ids: Sequence[int]) -> None:
         settings = companies[row.company_id]
         batches.setdefault(session_key(settings), (settings, []))[1].append(row)
     db.session.commit()
+    scopes = {company_id: signing_scope(s) for company_id, s in companies.items()}
     for settings, batch in batches.values():
-        Batch(settings, batch).run()
+        Batch(settings, batch, scopes).run()

@@ -37,6 +37,13 @@ FIELD_LABELS = {
     "account": "Account",
     "client": "Client address",
     "paused": "Log-ins paused for",
+    "dkim": "DKIM",
+    "dkim_key": "DKIM key",
+    "state": "State",
+    "retired": "Retired key",
+    "forced": "Activated without a matching DNS record",
+    "spf": "SPF",
+    "dmarc": "DMARC",
 }
 SECURITY_NAMES = {"none": "None", "starttls": "STARTTLS", "ssl": "SSL/TLS"}
 AUTH_METHOD_NAMES = {

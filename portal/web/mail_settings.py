@@ -30,10 +30,10 @@ from portal.settings.saving import (
     prefill,
     secret_problem,
 )
-from portal.web import oauth_connect
+from portal.web import dkim, oauth_connect
 from portal.web.access import superuser_required, visible_company
 from portal.web.forms import CompanyMailForm, GlobalMailForm
-from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
+from portal.web.htmx import UNPROCESSABLE, is_htmx, respond, wants_partial
 
 bp = Blueprint("mail_settings", __name__)
 SAVED = "Mail settings saved."
@@ -108,6 +108,8 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
         "usual_ports": dict(USUAL_PORTS),
         "history": audit.recent(company),
     }
+    if not wants_partial():
+        context.update(dkim.section_context(company))
     if company is None:
         context["action"] = url_for("mail_settings.global_settings")
         context["test_action"] = url_for("mail_settings.test_global")
@@ -242,7 +244,12 @@ def _run_test(form, saved: MailConfig | None, company: Company | None):
     except connection_check.TestRefusedError as exc:
         return render_test_refusal(exc.message, exc.status)
     db.session.commit()  # the audit row
-    context = {"result": outcome.result, "server": outcome.server, "history": audit.recent(company)}
+    context = {
+        "result": outcome.result,
+        "server": outcome.server,
+        "dkim": outcome.dkim,
+        "history": audit.recent(company),
+    }
     return render_template("mail/_test_result.html", **context)
 
 

@@ -33,6 +33,15 @@ ROUTES = [
         {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200},
     ),
     ("GET", "/companies/999999/email", {ANON: 302, ACME: 404, GLOBEX: 404, SUPER: 404}),
+    ("GET", "/settings/mail/dkim", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 303}),
+    ("POST", "/settings/mail/dkim", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
+    ("GET", "/companies/{acme}/email/dkim", {ANON: 302, ACME: 303, GLOBEX: 404, SUPER: 303}),
+    ("POST", "/companies/{acme}/email/dkim", {ANON: 302, ACME: 422, GLOBEX: 404, SUPER: 422}),
+    (
+        "POST",
+        "/companies/{acme}/email/dkim/999999/check",
+        {ANON: 302, ACME: 404, GLOBEX: 404, SUPER: 404},
+    ),
 ]
 
 
