@@ -38,3 +38,5 @@ def test_an_admin_generates_a_key_copies_its_record_and_forces_it_on(
     assert blocked == []
     # Last: Playwright hides the caret with an inline style, which a later swap would copy.
     shot(page, "dkim-active")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    shot(page, "dkim-active-phone")
