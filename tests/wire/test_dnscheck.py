@@ -6,10 +6,10 @@ import time
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from support.dns_server import dns_server, silent_dns_server
 
 from portal.wire import dnscheck
 from portal.wire.dnscheck import DnsPythonResolver, Finding, check_domain
-from tests.support.dns_server import dns_server, silent_dns_server
 
 DOMAIN = "example.com"
 SELECTOR = "portal202612"

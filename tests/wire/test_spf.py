@@ -1,10 +1,10 @@
 """SPF evaluation (RFC 7208 check_host) against a real DNS server on loopback."""
 
 import pytest
+from support.dns_server import dns_server
 
 from portal.wire.dnscheck import check_domain
 from portal.wire.spf import MAX_LOOKUPS, check_host, spf_records
-from tests.support.dns_server import dns_server
 
 RELAY_IP = "203.0.113.7"
 
