@@ -223,7 +223,9 @@ def link_in(message: EmailMessage) -> str:
 
 def row_for(to: str) -> OutboxMessage:
     db.session.expire_all()
-    return db.session.scalar(select(OutboxMessage).where(OutboxMessage.recipients == [to]))
+    # JSON has no equality in PostgreSQL: compare in Python.
+    (row,) = [r for r in db.session.scalars(select(OutboxMessage)) if r.recipients == [to]]
+    return row
 
 
 @dataclass

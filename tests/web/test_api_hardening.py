@@ -264,6 +264,8 @@ def test_with_redis_down_api_ui_and_cli_accept_mail_and_it_goes_out_once_redis_i
         queue = handoff.mail_queue(served)
         SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
         db.session.remove()
+        db.engine.dispose()  # this app's own pool: left open it would be collected mid-suite
+        connection.close()
     assert sorted(mail["Subject"] for mail in inbox.mails) == sorted(row.subject for row in rows)
     assert {row.status for row in stored_mails()} == {"sent"}
 
