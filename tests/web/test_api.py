@@ -9,7 +9,7 @@ from email import policy
 import pytest
 from sqlalchemy import func, select
 from support.api import MESSAGES, auth, mail_body
-from support.factories import mail_config, stored_mails
+from support.factories import stored_mails
 
 from portal.extensions import db
 from portal.keys import api_keys
@@ -17,19 +17,6 @@ from portal.models import IdempotencyRecord
 from portal.web import api
 
 PDF = b"%PDF-1.4 fake invoice\n"
-
-
-@pytest.fixture
-def mail_settings(app):
-    """Global settings with a sender: enough to queue mail (no worker runs here)."""
-    return mail_config(
-        host="smtp.example.com",
-        port=587,
-        security="starttls",
-        default_sender_enabled=True,
-        sender_address="noreply@example.com",
-        sender_name="Example Portal",
-    )
 
 
 def new_key(company, user=None, name="Service") -> str:

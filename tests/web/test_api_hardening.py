@@ -33,19 +33,6 @@ def logs(caplog):
 
 
 @pytest.fixture
-def mail_settings(app):
-    """Global settings with a sender: enough to queue mail."""
-    return mail_config(
-        host="smtp.example.com",
-        port=587,
-        security="starttls",
-        default_sender_enabled=True,
-        sender_address="noreply@example.com",
-        sender_name="Example Portal",
-    )
-
-
-@pytest.fixture
 def acme_key(people, mail_settings) -> str:
     _, token = api_keys.create(people.acme, "Billing service", people.acme_admin)
     db.session.commit()
