@@ -86,11 +86,18 @@ class Config:
     MAIL_RETRY_INITIAL_SECONDS = int(os.environ.get("MAIL_RETRY_INITIAL_SECONDS", "60"))
     MAIL_RETRY_MAX_SECONDS = int(os.environ.get("MAIL_RETRY_MAX_SECONDS", "3600"))
     MAIL_GIVE_UP_SECONDS = int(os.environ.get("MAIL_GIVE_UP_SECONDS", str(24 * 3600)))
-    # A claimed mail whose worker stopped renewing this lease goes back to the queue.
-    MAIL_LEASE_SECONDS = int(os.environ.get("MAIL_LEASE_SECONDS", "120"))
-    MAIL_SWEEP_SECONDS = int(os.environ.get("MAIL_SWEEP_SECONDS", "15"))
-    # Queued mail older than this with no delivery yet is handed to RQ again.
-    MAIL_HANDOFF_GRACE_SECONDS = int(os.environ.get("MAIL_HANDOFF_GRACE_SECONDS", "30"))
+    # A claimed mail whose worker stopped renewing this lease goes back to the queue. Each
+    # worker's heartbeat renews it every quarter lease, whatever SMTP step a session waits in.
+    MAIL_LEASE_SECONDS = float(os.environ.get("MAIL_LEASE_SECONDS", "60"))
+    MAIL_SWEEP_SECONDS = float(os.environ.get("MAIL_SWEEP_SECONDS", "15"))
+    # Outcomes are committed together, this many or this long after the first, whichever
+    # comes first; a session also claims this many mails at a time.
+    MAIL_COMMIT_EVERY = int(os.environ.get("MAIL_COMMIT_EVERY", "20"))
+    MAIL_COMMIT_SECONDS = float(os.environ.get("MAIL_COMMIT_SECONDS", "0.05"))
+    # SMTP sessions one worker process runs at once (threads), over all lanes.
+    MAIL_SESSIONS_PER_PROCESS = int(os.environ.get("MAIL_SESSIONS_PER_PROCESS", "8"))
+    # The outbox is looked at this often without a wake-up (Redis down or restarted).
+    MAIL_POLL_SECONDS = float(os.environ.get("MAIL_POLL_SECONDS", "1"))
     MAIL_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
     MAIL_RETENTION_EVERY_SECONDS = int(os.environ.get("MAIL_RETENTION_EVERY_SECONDS", "86400"))
     MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE")  # also trusted for OAuth2 endpoints

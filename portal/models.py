@@ -122,6 +122,8 @@ class MailConfig(db.Model):
     sender_name: Mapped[str | None] = mapped_column(String(120))
     all_use_default_sender: Mapped[bool] = mapped_column(default=False)
     group_sends: Mapped[bool] = mapped_column(default=False)
+    # Concurrent SMTP sessions the worker may open to this configuration's server.
+    max_sessions: Mapped[int | None] = mapped_column()
     timeout_seconds: Mapped[int] = mapped_column(default=DEFAULT_TIMEOUT_SECONDS)
     reply_to: Mapped[str | None] = mapped_column(String(320))
     footer_html: Mapped[str | None] = mapped_column(Text)
@@ -212,6 +214,7 @@ class OutboxMessage(db.Model):
     __table_args__ = (
         Index("ix_outbox_messages_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_messages_group_status", "group_key", "status"),
+        Index("ix_outbox_messages_lane_status", "lane", "status"),
         Index("ix_outbox_messages_company_created", "company_id", "created_at", "id"),
         Index("ix_outbox_messages_created", "created_at", "id"),
         Index(
@@ -226,6 +229,11 @@ class OutboxMessage(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=STATUS_QUEUED)
     # Mails with the same key share an SMTP configuration and one session; None: sent alone.
     group_key: Mapped[str | None] = mapped_column(String(64))
+    # The SMTP destination's key (settings.resolution.session_key): the worker schedules by it.
+    # None for mail queued before lanes, or whose settings changed: the worker lanes it anew.
+    lane: Mapped[str | None] = mapped_column(String(64))
+    # Fencing: the delivery session holding the claim; only its outcome is recorded.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     envelope_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list] = mapped_column(JSON)
     subject: Mapped[str] = mapped_column(Text, default="")
@@ -268,6 +276,19 @@ class OutboxAttempt(db.Model):
     server: Mapped[str] = mapped_column(String(300), default="")
     status: Mapped[str] = mapped_column(String(16))
     reply: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliverySession(db.Model):
+    """An SMTP session a worker holds to a lane: how the cap of sessions per destination holds."""
+
+    __tablename__ = "delivery_sessions"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lane: Mapped[str] = mapped_column(String(64), index=True)
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Renewed by the session's heartbeat; a session past it is dead and its place is free.
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class ApiKey(db.Model):

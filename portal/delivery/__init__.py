@@ -1,8 +1,9 @@
 """From a claimed outbox row (or a connection test) to the wire.
 
-Queued RQ jobs name `portal.delivery.deliver`, `deliver_group` and `sweep`: they resolve here.
+RQ jobs handed over before lanes name `portal.delivery.deliver` and `deliver_group`: they
+resolve here. The worker's engine (`portal.delivery.engine`) schedules everything else.
 """
 
-from portal.delivery.jobs import deliver, deliver_group, sweep
+from portal.delivery.jobs import deliver, deliver_group, deliver_lane, drain, sweep
 
-__all__ = ["deliver", "deliver_group", "sweep"]
+__all__ = ["deliver", "deliver_group", "deliver_lane", "drain", "sweep"]

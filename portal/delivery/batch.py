@@ -1,4 +1,4 @@
-"""A batch: mails of one SMTP configuration over one session, each outcome committed at once."""
+"""A batch: mails of one SMTP configuration over one session, outcomes committed in groups."""
 
 import time
 from datetime import timedelta
@@ -17,10 +17,10 @@ from portal.models import (
     as_utc,
     utcnow,
 )
-from portal.outbox import handoff, store
+from portal.outbox import store
 from portal.settings.resolution import EffectiveSettings
 from portal.wire import egress
-from portal.wire.config import with_first_token
+from portal.wire.config import SmtpConfig, with_first_token
 from portal.wire.errors import SmtpError, SmtpRecipientsRefusedError, SmtpUnknownOutcomeError
 from portal.wire.session import SmtpSession
 
@@ -29,75 +29,118 @@ SESSION_STEPS = frozenset({"resolve", "connect", "greeting", "ehlo", "starttls",
 
 
 class Batch:
-    """Mails sharing one SMTP configuration, sent over one session, each outcome committed."""
+    """Sends claimed mails of one configuration over one connection, reused while grouping.
+
+    Outcomes wait in memory until MAIL_COMMIT_EVERY of them, or MAIL_COMMIT_SECONDS after the
+    first, and are then committed together: a crash resends at most the mails whose 250 was
+    not committed yet, fewer than MAIL_COMMIT_EVERY per session.
+    """
 
     def __init__(
-        self, settings: EffectiveSettings, rows: list, scopes: dict[int | None, int | None]
+        self,
+        settings: EffectiveSettings,
+        token: str,
+        scopes: dict[int | None, int | None],
     ):
         """`scopes`: whose DKIM keys sign each company's mail (rows of several may share one)."""
         config = current_app.config
-        self.settings = settings
-        self.rows = rows
+        self.settings, self.token, self.scopes = settings, token, scopes
         self.deadline = min(
             settings.timeout_seconds * config["MAIL_DEADLINE_FACTOR"],
             config["MAIL_MAX_DEADLINE_SECONDS"],
         )
-        self.lease_every = config["MAIL_LEASE_SECONDS"] / 3
-        self.retries: list[tuple[int, object]] = []
+        self.commit_every = config["MAIL_COMMIT_EVERY"]
+        self.commit_seconds = config["MAIL_COMMIT_SECONDS"]
+        self.per_connection = config["MAIL_GROUP_MAX"] if settings.group_sends else 1
         self.server = f"{settings.host}:{settings.port}"
-        self.signer, self.scopes = Signer(), scopes
+        self.signer = Signer()
+        self.outcomes: list[tuple[int, str, dict]] = []
+        self.forget: list[int] = []
+        self.first_outcome_at = 0.0
+        self.session: SmtpSession | None = None
+        self.config: SmtpConfig | None = None
+        self.on_connection = 0
+        self.broken = False  # the server failed the session: the lane's other mails wait
 
-    def run(self) -> None:
-        if not self.settings.host:
-            self._defer_rest(0, "No SMTP host is configured.")
-            return self._schedule_retries()
-        try:
-            config = with_first_token(smtp_config(self.settings))  # no session without a token
-        except egress.EgressError as exc:
-            self._defer_rest(0, f"Destination refused: {exc}")
-            return self._schedule_retries()
-        except OAuthTokenError as exc:
-            self._defer_rest(0, exc.message, waits=exc.admin_action)
-            return self._schedule_retries()
-        session = None
-        renewed = time.monotonic()
-        try:
-            for index, row in enumerate(self.rows):
-                if session is None:
-                    session = SmtpSession(config, deadline=self.deadline)
-                try:
-                    raw = self._signed(row)
-                    delivery = session.send(row.envelope_from, self._pending(row), raw)
-                except SecretError as exc:
+    def send(self, rows: list) -> None:
+        """Send these rows (claimed under the token); outcomes are committed by `flush`."""
+        if not self._ready(rows):
+            return
+        for index, row in enumerate(rows):
+            if self.session is not None and self.on_connection >= self.per_connection:
+                self._drop()
+            if self.session is None:
+                self.session, self.on_connection = SmtpSession(self.config, self.deadline), 0
+            self.on_connection += 1
+            try:
+                raw = self._signed(row)
+                delivery = self.session.send(row.envelope_from, self._pending(row), raw)
+            except SecretError as exc:
+                self._finish(row, STATUS_FAILED, str(exc))
+            except SmtpUnknownOutcomeError as exc:
+                self._finish(row, STATUS_UNKNOWN, str(exc))
+                self._drop()
+            except SmtpRecipientsRefusedError as exc:
+                self._refused(row, exc.recipients, {})
+            except OAuthTokenError as exc:
+                # Mail waiting for an admin (re-authorize, fix the client) never gives up.
+                self._defer_all(rows[index:], exc.message, waits=exc.admin_action)
+                return
+            except SmtpError as exc:
+                if exc.step in SESSION_STEPS:
+                    self._defer_all(rows[index:], str(exc))
+                    return
+                if exc.permanent:
                     self._finish(row, STATUS_FAILED, str(exc))
-                except SmtpUnknownOutcomeError as exc:
-                    self._finish(row, STATUS_UNKNOWN, str(exc))
-                    session = self._drop(session)
-                except SmtpRecipientsRefusedError as exc:
-                    self._refused(row, exc.recipients, {})
-                except OAuthTokenError as exc:
-                    # Mail waiting for an admin (re-authorize, fix the client) never gives up.
-                    self._defer_rest(index, exc.message, waits=exc.admin_action)
-                    break
-                except SmtpError as exc:
-                    if exc.step in SESSION_STEPS:
-                        self._defer_rest(index, str(exc))
-                        break
-                    if exc.permanent:
-                        self._finish(row, STATUS_FAILED, str(exc))
-                    else:
-                        self._defer(row, str(exc))
-                        session = self._drop(session)
                 else:
-                    self._refused(row, delivery.refused, delivery, accepted=delivery.accepted)
-                if time.monotonic() - renewed > self.lease_every:
-                    store.renew_lease(r.id for r in self.rows[index + 1 :])
-                    renewed = time.monotonic()
-                db.session.commit()
+                    self._defer(row, str(exc))
+                    self._drop()
+            else:
+                self._refused(row, delivery.refused, delivery, accepted=delivery.accepted)
+            self._maybe_flush()
+
+    def close(self) -> None:
+        """Say goodbye to the server and commit what is still waiting."""
+        try:
+            self._drop()
         finally:
-            self._drop(session)
-            db.session.commit()
-        self._schedule_retries()
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the waiting outcomes in one transaction (only those this claim still holds)."""
+        if not self.outcomes:
+            return
+        outcomes, self.outcomes = self.outcomes, []
+        recorded = set(store.record(self.token, outcomes))
+        store.forget([i for i in self.forget if i in recorded])
+        self.forget.clear()
+        db.session.commit()
+
+    def _ready(self, rows: list) -> bool:
+        """Whether a session can be had; if not, every row waits with the reason."""
+        if self.broken:
+            self._defer_all(rows, "The server failed an earlier session; trying again later.")
+            return False
+        if self.config is not None:
+            return True
+        if not self.settings.host:
+            self._defer_all(rows, "No SMTP host is configured.")
+            return False
+        try:
+            self.config = with_first_token(smtp_config(self.settings))  # no session without a token
+        except egress.EgressError as exc:
+            self._defer_all(rows, f"Destination refused: {exc}")
+            return False
+        except OAuthTokenError as exc:
+            self._defer_all(rows, exc.message, waits=exc.admin_action)
+            return False
+        return True
+
+    def _maybe_flush(self) -> None:
+        if len(self.outcomes) >= self.commit_every or (
+            self.outcomes and time.monotonic() - self.first_outcome_at >= self.commit_seconds
+        ):
+            self.flush()
 
     def _signed(self, row) -> bytes:
         # After the footer and everything else: the signature covers the bytes that go out.
@@ -108,11 +151,15 @@ class Batch:
         done = {r for r, v in (row.recipient_results or {}).items() if v["status"] != "deferred"}
         return [r for r in row.recipients if r not in done]
 
-    @staticmethod
-    def _drop(session):
+    def _drop(self) -> None:
+        session, self.session = self.session, None
         if session is not None:
             session.close()
-        return None
+
+    def _outcome(self, row, values: dict) -> None:
+        if not self.outcomes:
+            self.first_outcome_at = time.monotonic()
+        self.outcomes.append((row.id, self.server, values))
 
     def _finish(self, row, status: str, reply: str, results: dict | None = None) -> None:
         values = {"status": status, "last_reply": reply, "lease_until": None}
@@ -120,9 +167,9 @@ class Batch:
             values["recipient_results"] = results
         if status == STATUS_SENT:
             values["sent_at"] = utcnow()
-        store.record(row.id, self.server, **values)
-        if status == STATUS_SENT and self.settings.retention_days == 0:
-            store.forget(row.id)
+            if self.settings.retention_days == 0:
+                self.forget.append(row.id)
+        self._outcome(row, values)
 
     def _refused(self, row, refused, delivery, accepted=()) -> None:
         """Record per-recipient results: accepted ones are done, 4xx ones wait, 5xx ones fail."""
@@ -151,21 +198,15 @@ class Batch:
             config["MAIL_RETRY_INITIAL_SECONDS"] * 2 ** max(row.attempts - 1, 0),
             config["MAIL_RETRY_MAX_SECONDS"],
         )
-        at = now + timedelta(seconds=delay)
         values = {"status": STATUS_DEFERRED, "last_reply": reason, "lease_until": None}
-        values["next_attempt_at"] = at
+        values["next_attempt_at"] = now + timedelta(seconds=delay)
         if results is not None:
             values["recipient_results"] = results
-        store.record(row.id, self.server, **values)
-        self.retries.append((row.id, at))
+        self._outcome(row, values)
 
-    def _defer_rest(self, start: int, reason: str, waits: bool = False) -> None:
-        for row in self.rows[start:]:
+    def _defer_all(self, rows: list, reason: str, waits: bool = False) -> None:
+        self.broken = True
+        self._drop()
+        for row in rows:
             self._defer(row, reason, waits=waits)
-        db.session.commit()
-
-    def _schedule_retries(self) -> None:
-        # After the commit, like every hand-off; the sweep covers a Redis outage.
-        for message_id, at in self.retries:
-            handoff.hand_off(message_id, None, at=at)
-        self.retries.clear()
+        self.flush()

@@ -1,10 +1,13 @@
-"""Handing committed mail to the worker: the RQ queue, grouping windows, retries at a time."""
+"""Telling the worker about committed mail: a wake-up on Redis, and the RQ queue of other jobs.
+
+The outbox table is the queue: the worker finds due mail there by lane, so a lost wake-up
+(Redis down or restarted) delays mail by one poll of the worker and loses nothing.
+"""
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 
-from flask import Flask, current_app
+from flask import Flask
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
@@ -14,7 +17,9 @@ from portal import redis_client
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "mail"
-GROUP_MARKER = "portal:group:{}"
+WAKE_CHANNEL = "portal:mail:wake"
+ANY_LANE = "*"  # a wake-up for mail whose lane the worker decides (queued before lanes)
+# Job names of deliveries handed over before lanes: still run if found in a queue.
 DELIVER = "portal.delivery.deliver"
 DELIVER_GROUP = "portal.delivery.deliver_group"
 # A job that raised (database down, a bug) is tried again by RQ; the outbox row stays the record.
@@ -22,68 +27,21 @@ JOB_RETRY = Retry(max=3, interval=[10, 60, 300])
 
 
 def mail_queue(app: Flask | None = None) -> Queue:
+    """The RQ queue the worker also serves: jobs besides delivery (a reset request's lookup)."""
     return Queue(QUEUE_NAME, connection=redis_client.connection(app), serializer=JSONSerializer)
 
 
-def job_timeout(app: Flask | None = None) -> int:
-    """Seconds an RQ job may run: a full group, each mail bounded by its deadline."""
-    config = (app or current_app).config
-    return config["MAIL_GROUP_MAX"] * config["MAIL_MAX_DEADLINE_SECONDS"] + 60
+def wake(lanes: Iterable[str | None], app: Flask | None = None) -> bool:
+    """Wake the workers for mail just committed in these lanes: one Redis round trip.
 
-
-def schedule_group(group_key: str) -> None:
-    """Flush this group once, a window after its first mail; later mails ride along."""
-    config = current_app.config
-    window = config["MAIL_GROUP_WINDOW_SECONDS"]
-    marker_ms = int((window + 5) * 1000)
-    if redis_client.connection().set(GROUP_MARKER.format(group_key), 1, nx=True, px=marker_ms):
-        mail_queue().enqueue_in(
-            timedelta(seconds=window),
-            DELIVER_GROUP,
-            group_key,
-            job_timeout=job_timeout(),
-            retry=JOB_RETRY,
-        )
-
-
-def clear_group_marker(group_key: str) -> None:
-    redis_client.connection().delete(GROUP_MARKER.format(group_key))
-
-
-def hand_off_now(due: Iterable[tuple[int, str | None]]) -> int:
-    """Give due mails (id, group key) to RQ now, one job per group; how many jobs went."""
-    handed = 0
-    groups: set[str] = set()
-    for message_id, group_key in due:
-        if group_key is not None:
-            if group_key in groups:
-                continue
-            groups.add(group_key)
-        handed += hand_off(message_id, group_key, now=True)
-    return handed
-
-
-def hand_off(
-    message_id: int, group_key: str | None, at: datetime | None = None, now: bool = False
-) -> bool:
-    """Give a committed mail to RQ; False when Redis is down (the sweep tries again later).
-
-    `now` skips the grouping window: for mail that has waited long enough already.
+    False when Redis is down: the workers' poll finds the mail a little later.
     """
+    names = sorted({lane or ANY_LANE for lane in lanes})
+    if not names:
+        return True
     try:
-        if group_key is not None and now:
-            mail_queue().enqueue(
-                DELIVER_GROUP, group_key, job_timeout=job_timeout(), retry=JOB_RETRY
-            )
-        elif group_key is not None and at is None:
-            schedule_group(group_key)
-        elif at is not None:
-            mail_queue().enqueue_at(
-                at, DELIVER, message_id, job_timeout=job_timeout(), retry=JOB_RETRY
-            )
-        else:
-            mail_queue().enqueue(DELIVER, message_id, job_timeout=job_timeout(), retry=JOB_RETRY)
+        redis_client.connection(app).publish(WAKE_CHANNEL, " ".join(names))
     except RedisError as exc:
-        log.warning("mail %s not handed to the worker (%s); the sweep will", message_id, exc)
+        log.warning("workers not woken (%s); their poll finds the mail", exc)
         return False
     return True

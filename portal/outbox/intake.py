@@ -42,6 +42,7 @@ def send(
     same transaction (an API request's Idempotency-Key): both are stored, or neither.
     """
     settings = resolve(company)
+    lane = session_key(settings)
     composed = compose(
         settings,
         company=company,
@@ -60,7 +61,8 @@ def send(
         company_id=company.id if company is not None else None,
         user_id=user.id if user is not None else None,
         message_id=composed.message_id,
-        group_key=session_key(settings) if settings.group_sends else None,
+        group_key=lane if settings.group_sends else None,
+        lane=lane,
         envelope_from=composed.envelope_from,
         recipients=list(composed.recipients),
         subject=composed.subject,
@@ -72,12 +74,12 @@ def send(
     )
     db.session.add(message)
     db.session.flush()
-    message_id, group_key = message.id, message.group_key  # no reload after the commit
+    message_id = message.id  # no reload after the commit
     if before_commit is not None:
         before_commit(message)
     db.session.commit()
     try:
-        handoff.hand_off(message_id, group_key)
+        handoff.wake([lane])
     except Exception:
         # The mail is stored and the sweep hands it over: an error now would only make the
         # caller send it again.

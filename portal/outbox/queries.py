@@ -220,6 +220,7 @@ def _copy(original: OutboxMessage) -> OutboxMessage:
         message_id=message_id,
         status=STATUS_QUEUED,
         group_key=original.group_key,
+        lane=original.lane,
         envelope_from=original.envelope_from,
         recipients=list(original.recipients),
         subject=original.subject,
@@ -271,9 +272,9 @@ def resend(ids: Sequence[int], scope: Scope) -> ResendOutcome:
             copy = _copy(original)
             db.session.add(copy)
             db.session.flush()
-            outcome.handoffs.append((copy.id, copy.group_key))
+            outcome.handoffs.append((copy.id, copy.lane))
         elif original.status in (STATUS_FAILED, STATUS_DEFERRED) and _requeue(original):
-            outcome.handoffs.append((original.id, original.group_key))
+            outcome.handoffs.append((original.id, original.lane))
         else:
             outcome.untouched.append(original.id)
     return outcome

@@ -1,10 +1,9 @@
 """The outbox table's state changes: atomic claims, per-mail outcomes, leases and the sweep."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from portal import crypto
@@ -27,6 +26,7 @@ DELIVERY_COLUMNS = (
     OutboxMessage.id,
     OutboxMessage.company_id,
     OutboxMessage.group_key,
+    OutboxMessage.lane,
     OutboxMessage.envelope_from,
     OutboxMessage.recipients,
     OutboxMessage.recipient_results,
@@ -42,32 +42,49 @@ def _due(now: datetime):
     return or_(OutboxMessage.status == STATUS_QUEUED, waiting)
 
 
-def claim(*, ids: Sequence[int] = (), group_key: str | None = None, limit: int = 1) -> list[int]:
-    """Mark due mails as sending under a lease, atomically; return the ids this caller got."""
+def claim(
+    token: str,
+    lane: str | None,
+    *,
+    limit: int,
+    lease_seconds: float,
+    ids: Sequence[int] = (),
+) -> list[int]:
+    """Mark due mails of a lane as sending under `token` and a lease, atomically (commits).
+
+    Companies take turns: each company's oldest mail first, then each one's second, and so on,
+    so one company's backlog never holds another's mail back in a shared lane.
+    Returns the ids this caller got, oldest first; `lane` None takes mail queued before lanes.
+    """
     now = utcnow()
-    candidates = select(OutboxMessage.id).where(_due(now))
+    in_lane = OutboxMessage.lane.is_(None) if lane is None else OutboxMessage.lane == lane
+    turn = func.row_number().over(partition_by=OutboxMessage.company_id, order_by=OutboxMessage.id)
+    ranked = select(OutboxMessage.id, turn.label("turn")).where(in_lane, _due(now))
     if ids:
-        candidates = candidates.where(OutboxMessage.id.in_(ids))
-    if group_key is not None:
-        candidates = candidates.where(OutboxMessage.group_key == group_key)
-    candidates = candidates.order_by(OutboxMessage.id).limit(limit)
-    if db.engine.dialect.name == "postgresql":
-        # Two workers never take the same row, and neither waits for the other's rows.
-        candidates = candidates.with_for_update(skip_locked=True)
+        ranked = ranked.where(OutboxMessage.id.in_(ids))
+    ranked = ranked.subquery()
+    candidates = select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
+    # The due test again on the row itself: a row another worker took meanwhile is skipped
+    # (PostgreSQL re-checks it on the locked row), so no mail is ever claimed twice.
     statement = (
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(candidates.scalar_subquery()))
+        update(OUTBOX)
+        .where(OUTBOX.c.id.in_(candidates.scalar_subquery()), _due_table(now))
         .values(
             status=STATUS_SENDING,
-            attempts=OutboxMessage.attempts + 1,
-            lease_until=now + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"]),
+            attempts=OUTBOX.c.attempts + 1,
+            claim_token=token,
+            lease_until=now + timedelta(seconds=lease_seconds),
         )
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
+        .returning(OUTBOX.c.id)
     )
     claimed = sorted(db.session.execute(statement).scalars())
     db.session.commit()
     return claimed
+
+
+def _due_table(now: datetime):
+    waiting = and_(OUTBOX.c.status == STATUS_DEFERRED, OUTBOX.c.next_attempt_at <= now)
+    return or_(OUTBOX.c.status == STATUS_QUEUED, waiting)
 
 
 def load(ids: Sequence[int]) -> list[Row]:
@@ -89,49 +106,80 @@ OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the s
 ATTEMPTS = OutboxAttempt.__table__
 
 
-def record(message_id: int, server: str, **values) -> None:
-    """Write one mail's outcome and its attempt; the caller commits (before the next mail).
+def record(token: str, outcomes: Sequence[tuple[int, str, dict]]) -> list[int]:
+    """Write mails' outcomes and their attempts; the ids recorded. The caller commits, once.
 
+    `outcomes` are (id, server, column values). Only the holder of a mail's current claim
+    records it: an outcome from a session whose claim was lost (its lease ran out and another
+    session took the mail) is dropped, not written over the newer one.
     A final outcome drops the sealed copy of a one-time-link mail: it is never sent again.
     """
-    if values["status"] in FINAL_STATUSES:
-        values["sealed_raw"] = None
-    db.session.execute(
-        update(OUTBOX)
-        .where(OUTBOX.c.id == message_id, OUTBOX.c.status == STATUS_SENDING)
-        .values(**values)
-    )
-    db.session.execute(
-        insert(ATTEMPTS).values(
-            message_id=message_id,
-            at=utcnow(),
-            server=server,
-            status=values["status"],
-            reply=values.get("last_reply"),
+    now, recorded, attempts = utcnow(), [], []
+    for message_id, server, values in outcomes:
+        if values["status"] in FINAL_STATUSES:
+            values = {**values, "sealed_raw": None}
+        result = db.session.execute(
+            update(OUTBOX)
+            .where(
+                OUTBOX.c.id == message_id,
+                OUTBOX.c.status == STATUS_SENDING,
+                OUTBOX.c.claim_token == token,
+            )
+            .values(**values, claim_token=None)
         )
-    )
+        if result.rowcount != 1:
+            continue
+        recorded.append(message_id)
+        attempts.append(
+            {
+                "message_id": message_id,
+                "at": now,
+                "server": server,
+                "status": values["status"],
+                "reply": values.get("last_reply"),
+            }
+        )
+    if attempts:
+        db.session.execute(insert(ATTEMPTS), attempts)
+    return recorded
 
 
-def forget(message_id: int) -> None:
-    """Delete a sent mail at once ("delete immediately after sending"); attempts go with it."""
-    db.session.execute(delete(ATTEMPTS).where(ATTEMPTS.c.message_id == message_id))
-    db.session.execute(delete(OUTBOX).where(OUTBOX.c.id == message_id))
-
-
-def renew_lease(ids: Iterable[int]) -> None:
-    """Keep claimed mails ours while a long group is still being sent."""
-    ids = list(ids)
+def forget(ids: Sequence[int]) -> None:
+    """Delete sent mails at once ("delete immediately after sending"); attempts go with them."""
     if ids:
-        until = utcnow() + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"])
-        record_many(ids, lease_until=until)
+        db.session.execute(delete(ATTEMPTS).where(ATTEMPTS.c.message_id.in_(ids)))
+        db.session.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(ids)))
 
 
-def record_many(ids: Sequence[int], **values) -> None:
-    db.session.execute(
-        update(OUTBOX)
-        .where(OUTBOX.c.id.in_(ids), OUTBOX.c.status == STATUS_SENDING)
-        .values(**values)
-    )
+def renew_leases(tokens: Sequence[str], lease_seconds: float) -> None:
+    """Keep the mails claimed under these tokens ours: the heartbeat of live sessions (commits)."""
+    if tokens:
+        db.session.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.claim_token.in_(tokens), OUTBOX.c.status == STATUS_SENDING)
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        )
+    db.session.commit()
+
+
+def release(token: str, ids: Sequence[int], lane: str | None = None) -> None:
+    """Give claimed mails back to the queue untried, in `lane` (commits).
+
+    For mails a session will not send: their settings now point elsewhere.
+    """
+    if ids:
+        db.session.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id.in_(ids), OUTBOX.c.claim_token == token)
+            .values(
+                status=STATUS_QUEUED,
+                lease_until=None,
+                claim_token=None,
+                lane=lane,
+                attempts=OUTBOX.c.attempts - 1,
+            )
+        )
+    db.session.commit()
 
 
 def release_expired() -> int:
@@ -139,26 +187,11 @@ def release_expired() -> int:
     result = db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.status == STATUS_SENDING, OutboxMessage.lease_until < utcnow())
-        .values(status=STATUS_QUEUED, lease_until=None)
+        .values(status=STATUS_QUEUED, lease_until=None, claim_token=None)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
     return result.rowcount
-
-
-def stranded(limit: int = 1000) -> list[tuple[int, str | None]]:
-    """(id, group_key) of due mails that should have been picked up by now."""
-    grace = timedelta(seconds=current_app.config["MAIL_HANDOFF_GRACE_SECONDS"])
-    now = utcnow()
-    late = or_(
-        and_(OutboxMessage.status == STATUS_QUEUED, OutboxMessage.created_at <= now - grace),
-        and_(
-            OutboxMessage.status == STATUS_DEFERRED,
-            OutboxMessage.next_attempt_at <= now - grace,
-        ),
-    )
-    query = select(OutboxMessage.id, OutboxMessage.group_key).where(late)
-    return [tuple(row) for row in db.session.execute(query.order_by(OutboxMessage.id).limit(limit))]
 
 
 def waiting(config: MailConfig) -> int:
@@ -171,7 +204,7 @@ def waiting(config: MailConfig) -> int:
 
 def wake(config: MailConfig) -> int:
     """Deferred mails of this configuration become due now and go to the worker (commits)."""
-    query = select(OutboxMessage.id, OutboxMessage.group_key).where(
+    query = select(OutboxMessage.id, OutboxMessage.lane).where(
         OutboxMessage.status == STATUS_DEFERRED, served_by(config, OutboxMessage.company_id)
     )
     rows = list(db.session.execute(query))
@@ -182,5 +215,5 @@ def wake(config: MailConfig) -> int:
             .values(next_attempt_at=utcnow())
         )
     db.session.commit()
-    handoff.hand_off_now(tuple(row) for row in rows)
+    handoff.wake(row.lane for row in rows)
     return len(rows)

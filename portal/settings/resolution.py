@@ -24,6 +24,8 @@ SOURCE_GLOBAL = "global"
 SOURCE_DEFAULT = "default"
 
 DEFAULT_PORT = 25
+DEFAULT_MAX_SESSIONS = 2  # concurrent SMTP sessions per destination, as Postfix's default
+MAX_MAX_SESSIONS = 20
 MIN_TIMEOUT_SECONDS = 10
 MAX_TIMEOUT_SECONDS = 180
 MSG_CLEAR_AUTH = (
@@ -51,6 +53,7 @@ DEFAULTS = MappingProxyType(
         "sender_address": None,
         "sender_name": None,
         "group_sends": False,
+        "max_sessions": DEFAULT_MAX_SESSIONS,
         "timeout_seconds": DEFAULT_TIMEOUT_SECONDS,
         "reply_to": None,
         "footer_html": None,
@@ -80,6 +83,7 @@ COMPANY_FIELDS = (
     "sender_address",
     "sender_name",
     "group_sends",
+    "max_sessions",
     "timeout_seconds",
     "reply_to",
     "footer_html",
@@ -117,6 +121,7 @@ class EffectiveSettings:
     sender_address: str | None
     sender_name: str | None
     group_sends: bool
+    max_sessions: int
     timeout_seconds: int
     reply_to: str | None
     footer_html: str | None

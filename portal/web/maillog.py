@@ -217,8 +217,7 @@ def resend():
         return _show(listing, request.form, problem=MSG_BAD_IDS)
     outcome = queries.resend(ids, current_scope())
     db.session.commit()
-    for message_id, group_key in outcome.handoffs:
-        handoff.hand_off(message_id, group_key)
+    handoff.wake(lane for _, lane in outcome.handoffs)
     notice = _resend_notice(outcome)
     if not is_htmx():
         flash(notice)

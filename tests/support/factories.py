@@ -4,7 +4,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from portal import outbox, redis_client
+from portal import delivery, outbox, redis_client
 from portal.extensions import db
 from portal.models import Company, MailConfig, OutboxMessage
 from portal.outbox import handoff
@@ -70,10 +70,11 @@ def row(message) -> OutboxMessage:
 
 
 def run_queued_jobs() -> None:
-    """Let a worker run what is queued now (a reset request's lookup, deliveries), then stop."""
+    """Let a worker run what is queued now (a reset request's lookup), then deliver what is due."""
     SimpleWorker(
         [handoff.mail_queue()], connection=redis_client.connection(), serializer=JSONSerializer
     ).work(burst=True)
+    delivery.drain()
 
 
 def stored_mails() -> list[OutboxMessage]:

@@ -1,0 +1,116 @@
+"""Lanes: due mail per SMTP destination, and the sessions the workers hold to each (the cap)."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, insert, literal, select, update
+
+from portal.extensions import db
+from portal.models import (
+    STATUS_DEFERRED,
+    STATUS_QUEUED,
+    DeliverySession,
+    OutboxMessage,
+    as_utc,
+    utcnow,
+)
+
+SESSIONS = DeliverySession.__table__
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A destination with due mail: its key (None: mail to lane anew) and how much is due."""
+
+    key: str | None
+    due: int
+
+
+@dataclass(frozen=True)
+class Scan:
+    lanes: list[Lane]
+    next_due: datetime | None  # when more mail becomes due (a retry, a grouping window)
+
+
+def scan(now: datetime, window_seconds: float, group_max: int) -> Scan:
+    """The lanes with mail due now, most due first; grouped mail is due a window after its first."""
+    due: dict[str | None, int] = {}
+    later: list[datetime] = []
+    grouped = OutboxMessage.group_key.is_not(None)
+    queued = (
+        select(OutboxMessage.lane, grouped, func.count(), func.min(OutboxMessage.created_at))
+        .where(OutboxMessage.status == STATUS_QUEUED)
+        .group_by(OutboxMessage.lane, grouped)
+    )
+    for lane, is_grouped, count, oldest in db.session.execute(queued):
+        ready = as_utc(oldest) + timedelta(seconds=window_seconds)
+        if is_grouped and ready > now and count < group_max:
+            later.append(ready)
+        else:
+            due[lane] = due.get(lane, 0) + count
+    retries = (
+        select(OutboxMessage.lane, func.count())
+        .where(OutboxMessage.status == STATUS_DEFERRED, OutboxMessage.next_attempt_at <= now)
+        .group_by(OutboxMessage.lane)
+    )
+    for lane, count in db.session.execute(retries):
+        due[lane] = due.get(lane, 0) + count
+    upcoming = db.session.scalar(
+        select(func.min(OutboxMessage.next_attempt_at)).where(
+            OutboxMessage.status == STATUS_DEFERRED, OutboxMessage.next_attempt_at > now
+        )
+    )
+    if upcoming is not None:
+        later.append(as_utc(upcoming))
+    db.session.commit()
+    lanes = sorted((Lane(k, n) for k, n in due.items()), key=lambda lane: -lane.due)
+    return Scan(lanes, min(later) if later else None)
+
+
+def open_session(token: str, lane: str, cap: int, worker: str, ttl_seconds: float) -> bool:
+    """Take one of the lane's `cap` session places for `token`, if one is free (commits).
+
+    A place whose heartbeat stopped (its worker died) is free again once it expires.
+    """
+    now = utcnow()
+    if db.engine.dialect.name == "postgresql":
+        # Count and insert as one step per lane: two workers never both take the last place.
+        db.session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lane))))
+    db.session.execute(delete(SESSIONS).where(SESSIONS.c.lane == lane, SESSIONS.c.expires_at < now))
+    held = select(func.count()).where(SESSIONS.c.lane == lane).scalar_subquery()
+    values = select(
+        literal(token),
+        literal(lane),
+        literal(worker),
+        literal(now),
+        literal(now + timedelta(seconds=ttl_seconds)),
+    ).where(held < cap)
+    result = db.session.execute(
+        insert(SESSIONS).from_select(
+            ["token", "lane", "worker", "started_at", "expires_at"], values
+        )
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def renew_sessions(tokens: list[str], ttl_seconds: float) -> None:
+    """The heartbeat: these sessions are alive (the caller commits)."""
+    if tokens:
+        db.session.execute(
+            update(SESSIONS)
+            .where(SESSIONS.c.token.in_(tokens))
+            .values(expires_at=utcnow() + timedelta(seconds=ttl_seconds))
+        )
+
+
+def close_session(token: str) -> None:
+    """Free the session's place in its lane (commits)."""
+    db.session.execute(delete(SESSIONS).where(SESSIONS.c.token == token))
+    db.session.commit()
+
+
+def held(lane: str) -> int:
+    """How many live sessions the workers hold to a lane."""
+    query = select(func.count()).where(SESSIONS.c.lane == lane, SESSIONS.c.expires_at >= utcnow())
+    return db.session.scalar(query) or 0
