@@ -19,7 +19,6 @@ from redis.exceptions import RedisError
 from portal import redis_client
 from portal.delivery import lanes
 from portal.delivery.runs import LaneRun, new_token
-from portal.extensions import db
 from portal.models import utcnow
 from portal.outbox import handoff, retention, store
 from portal.settings.resolution import DEFAULT_MAX_SESSIONS
@@ -82,8 +81,6 @@ class Engine:
                     timeout = self._schedule()
             except Exception:  # noqa: BLE001 - the database may be back at the next round
                 log.exception("delivery scheduling failed")
-            finally:
-                db.session.remove()
             self.wakeup.wait(timeout)
             time.sleep(0.005)  # wake-ups in a burst are taken as one
 
@@ -145,8 +142,6 @@ class Engine:
             finally:
                 with self.lock:
                     self.running.pop(token, None)
-                with self.app.app_context():
-                    db.session.remove()
                 self.wakeup.set()
 
     def _heartbeat(self) -> None:
@@ -162,9 +157,6 @@ class Engine:
                     store.renew_leases(tokens, self.lease_seconds)
             except Exception:  # noqa: BLE001 - tried again at the next beat
                 log.exception("heartbeat failed")
-            finally:
-                with self.app.app_context():
-                    db.session.remove()
 
     def _listen(self) -> None:
         """Wake the scheduler when mail is committed; without Redis the poll finds it."""
