@@ -42,6 +42,6 @@ def wake(lanes: Iterable[str | None], app: Flask | None = None) -> bool:
     try:
         redis_client.connection(app).publish(WAKE_CHANNEL, " ".join(names))
     except RedisError as exc:
-        log.warning("workers not woken (%s); their poll finds the mail", exc)
+        log.warning("mail not handed to the worker: no wake-up (%s); its poll finds the mail", exc)
         return False
     return True

@@ -63,7 +63,20 @@ def claim(
     if ids:
         ranked = ranked.where(OutboxMessage.id.in_(ids))
     ranked = ranked.subquery()
-    candidates = select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
+    candidates = select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id)
+    if db.engine.dialect.name == "postgresql":
+        # Sessions of one lane claim side by side: each takes the fair candidates the others
+        # have not locked, instead of waiting for their rows and then finding them taken.
+        fair = candidates.limit(limit * 2).scalar_subquery()
+        candidates = (
+            select(OUTBOX.c.id)
+            .where(OUTBOX.c.id.in_(fair), _due_table(now))
+            .order_by(OUTBOX.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    else:
+        candidates = candidates.limit(limit)
     # The due test again on the row itself: a row another worker took meanwhile is skipped
     # (PostgreSQL re-checks it on the locked row), so no mail is ever claimed twice.
     statement = (
