@@ -2,6 +2,7 @@
 
 One run measures, with 1 KiB messages (see bench/README.md):
   a0  a bare smtplib loop over one connection (the wire floor)
+  a0p the same loop through portal.wire.session.SmtpSession, which pipelines (RFC 2920)
   a   the same loop plus one UPDATE + COMMIT per mail in the portal's database
   b   the portal (outbox.send() -> RQ -> worker.py), grouping on, 1 worker process
   c   grouping off, 1 worker process
@@ -378,6 +379,23 @@ class Bench:
                 smtp.sendmail(SENDER, [RECIPIENT], raw)
         self._record("a0", "smtplib loop, one connection", len(raws), time.perf_counter() - start)
 
+    def wire_session(self, raws: list[bytes]) -> None:
+        """The a0 loop through the portal's SMTP client, which pipelines MAIL, RCPT and DATA."""
+        from portal.wire.config import SmtpConfig
+        from portal.wire.session import SmtpSession
+
+        with smtplib.SMTP("127.0.0.1", self.sink_port, timeout=30) as smtp:
+            smtp.ehlo()
+            offered = smtp.has_extn("pipelining")
+        config = SmtpConfig(host="127.0.0.1", port=self.sink_port, security="none", timeout=30)
+        start = time.perf_counter()
+        with SmtpSession(config) as session:
+            for raw in raws:
+                session.send(SENDER, [RECIPIENT], raw)
+        elapsed = time.perf_counter() - start
+        note = "" if offered else "the sink did not offer PIPELINING"
+        self._record("a0p", "SmtpSession loop, one connection, pipelined", len(raws), elapsed, note)
+
     def wire_plus_commit(self, raws: list[bytes]) -> None:
         from sqlalchemy import insert, select, update
 
@@ -552,6 +570,7 @@ def report(bench: Bench, args) -> None:
         ("(b)/(c)", "b", "c", None),
         ("(d)/(b)", "d", "b", 1.5),
         ("(a)/(a0)", "a", "a0", None),
+        ("(a0p)/(a0)", "a0p", "a0", None),
         ("(b2)/(a)", "b2", "a", None),
     ]
     for name, top, bottom, target in checks:
@@ -560,7 +579,7 @@ def report(bench: Bench, args) -> None:
             verdict = ""
             if target is not None:
                 verdict = f"  target >= {target}: {'met' if ratio >= target else 'MISSED'}"
-            print(f"{name:9} = {ratio:5.2f}{verdict}")
+            print(f"{name:10} = {ratio:5.2f}{verdict}")
     for key, row in r.items():
         if row["note"]:
             print(f"{key}: {row['note']}")
@@ -585,7 +604,7 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=100.0, help="mails/s")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument(
-        "--only", default="a0,a,b,c,d,b2,lat", help="comma-separated subset of these"
+        "--only", default="a0,a0p,a,b,c,d,b2,lat", help="comma-separated subset of these"
     )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the worker in b-d")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs)")
@@ -632,10 +651,12 @@ def main() -> None:
                 stack.callback(bench._reset)
             print(f"sink 127.0.0.1:{sink_port}, db {args.db}, work dir {work}", flush=True)
             n = args.messages
-            if {"a0", "a"} & only:
+            if {"a0", "a0p", "a"} & only:
                 raws = bench.pre_render(n)
                 if "a0" in only:
                     bench.wire_floor(raws)
+                if "a0p" in only:
+                    bench.wire_session(raws)
                 if "a" in only:
                     bench.wire_plus_commit(raws)
                 del raws

@@ -22,6 +22,7 @@ from portal.wire.errors import (
     text,
     typed_errors,
 )
+from portal.wire.pipeline import Pipeline
 from portal.wire.trace import Trace
 from portal.wire.transport import Clock, Transport, dot_stuffed
 
@@ -182,13 +183,15 @@ class SmtpSession:
         self._phase = "envelope"
         transport.command_encoding = "ascii"
         transport.step = "mail"
-        code, reply = transport.mail(sender, _mail_options(transport, sender, recipients, message))
+        mail = transport.mail_command(sender, _mail_options(transport, sender, recipients, message))
+        envelope = Pipeline(transport, [mail, *map(transport.rcpt_command, recipients), "DATA"])
+        code, reply = envelope.reply()
         if code != 250:
-            raise reply_error("mail", code, reply)
+            raise envelope.settled(reply_error("mail", code, reply))
         transport.step = "rcpt"
         accepted, refused = [], {}
         for rcpt in recipients:
-            code, reply = transport.rcpt(rcpt)
+            code, reply = envelope.reply()
             if code in (250, 251):
                 accepted.append(rcpt)
             elif code == 421:
@@ -196,9 +199,10 @@ class SmtpSession:
             else:
                 refused[rcpt] = (code, text(reply))
         if not accepted:
-            raise SmtpRecipientsRefusedError.from_refusals(refused)
+            # A pipelined DATA is answered 503/554 now; the content is never sent.
+            raise envelope.settled(SmtpRecipientsRefusedError.from_refusals(refused))
         transport.step = "data"
-        code, reply = transport.docmd("DATA")
+        code, reply = envelope.reply()
         if code != 354:
             raise reply_error("data", code, reply)
         self._phase = "content"
@@ -245,5 +249,5 @@ def _mail_options(
     if not message.isascii() and transport.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
     if not all(address.isascii() for address in [sender, *recipients]):
-        options.append("SMTPUTF8")  # smtplib raises if the server lacks it
+        options.append("SMTPUTF8")  # mail_command raises if the server lacks it
     return options

@@ -6,7 +6,7 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -157,11 +157,39 @@ class Transport(smtplib.SMTP):
             self.close()
             raise SmtpDisconnectedError(f"connection lost: {exc}", step=self.step) from exc
 
+    def mail_command(self, sender: str, options: Sequence[str]) -> str:
+        """The MAIL FROM line smtplib's mail() would send; SMTPUTF8 switches the encoding."""
+        if not (options and self.does_esmtp):
+            return f"mail FROM:{smtplib.quoteaddr(sender)}"
+        if any(option.lower() == "smtputf8" for option in options):
+            if not self.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            self.command_encoding = "utf-8"
+        return f"mail FROM:{smtplib.quoteaddr(sender)} {' '.join(options)}"
+
+    @staticmethod
+    def rcpt_command(recipient: str) -> str:
+        """The RCPT TO line smtplib's rcpt() would send."""
+        return f"rcpt TO:{smtplib.quoteaddr(recipient)}"
+
+    def write_commands(self, commands: Sequence[str]) -> None:
+        """Write the commands in one go (RFC 2920 pipelining); the trace sees each on its own."""
+        if any("\r" in command or "\n" in command for command in commands):
+            raise ValueError("command contains a line break")
+        lines = [f"{command}\r\n".encode(self.command_encoding) for command in commands]
+        if self.trace is not None:  # only once all are encoded: the trace shows what went out
+            for line in lines:
+                self.trace.sent(line)
+        self._write(b"".join(lines))
+
     def send(self, s: bytes | str) -> None:
         if isinstance(s, str):
             s = s.encode(self.command_encoding)
         if self.trace is not None:
             self.trace.sent(s)
+        self._write(s)
+
+    def _write(self, s: bytes) -> None:
         view = memoryview(s)
         for start in range(0, len(view), WRITE_CHUNK):
             if self.sock is None:
