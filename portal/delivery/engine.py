@@ -162,8 +162,9 @@ class Engine:
         """Wake the scheduler when mail is committed; without Redis the poll finds it."""
         while not self.stopping.is_set():
             try:
-                pubsub = redis_client.connection(self.app).pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(handoff.WAKE_CHANNEL)
+                connection = redis_client.connection(self.app)
+                pubsub = connection.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(handoff.wake_channel(connection))
                 while not self.stopping.is_set():
                     if pubsub.get_message(timeout=1.0) is not None:
                         self.wakeup.set()

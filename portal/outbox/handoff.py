@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable
 
 from flask import Flask
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
@@ -17,7 +18,7 @@ from portal import redis_client
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "mail"
-WAKE_CHANNEL = "portal:mail:wake"
+WAKE_CHANNEL = "portal:mail:wake:{}"  # per database number: channels span all of a server
 ANY_LANE = "*"  # a wake-up for mail whose lane the worker decides (queued before lanes)
 # Job names of deliveries handed over before lanes: still run if found in a queue.
 DELIVER = "portal.delivery.deliver"
@@ -31,6 +32,11 @@ def mail_queue(app: Flask | None = None) -> Queue:
     return Queue(QUEUE_NAME, connection=redis_client.connection(app), serializer=JSONSerializer)
 
 
+def wake_channel(connection: Redis) -> str:
+    """The channel the workers of this Redis database listen on."""
+    return WAKE_CHANNEL.format(connection.connection_pool.connection_kwargs.get("db", 0))
+
+
 def wake(lanes: Iterable[str | None], app: Flask | None = None) -> bool:
     """Wake the workers for mail just committed in these lanes: one Redis round trip.
 
@@ -40,7 +46,8 @@ def wake(lanes: Iterable[str | None], app: Flask | None = None) -> bool:
     if not names:
         return True
     try:
-        redis_client.connection(app).publish(WAKE_CHANNEL, " ".join(names))
+        connection = redis_client.connection(app)
+        connection.publish(wake_channel(connection), " ".join(names))
     except RedisError as exc:
         log.warning("mail not handed to the worker: no wake-up (%s); its poll finds the mail", exc)
         return False

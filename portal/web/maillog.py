@@ -217,7 +217,8 @@ def resend():
         return _show(listing, request.form, problem=MSG_BAD_IDS)
     outcome = queries.resend(ids, current_scope())
     db.session.commit()
-    handoff.wake(lane for _, lane in outcome.handoffs)
+    if outcome.handoffs:
+        handoff.wake(lane for _, lane in outcome.handoffs)
     notice = _resend_notice(outcome)
     if not is_htmx():
         flash(notice)

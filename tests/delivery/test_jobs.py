@@ -16,9 +16,9 @@ from support.smtp_servers import (
 )
 
 from portal import crypto, delivery, redis_client
+from portal.delivery import lanes
 from portal.extensions import db
 from portal.models import as_utc, utcnow
-from portal.delivery import lanes
 from portal.outbox import handoff, store
 
 

@@ -54,6 +54,7 @@ def run_worker() -> None:
     queue = handoff.mail_queue()
     connection = redis_client.connection()
     SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    delivery.drain()
 
 
 def forgot(browser: Browser, address: str):

@@ -366,16 +366,17 @@ def test_detail_never_shows_a_bcc_header_even_if_the_raw_mail_has_one(as_acme, p
 
 
 @pytest.fixture
-def handed(monkeypatch) -> list[tuple]:
-    """Each hand-off to the worker, recorded (Redis may be shared with other runs)."""
+def handed(monkeypatch) -> list[list]:
+    """The lanes of each wake-up sent to the workers, recorded (Redis may be shared)."""
     calls = []
-    real = handoff.hand_off
+    real = handoff.wake
 
-    def record(message_id, group_key, **kwargs):
-        calls.append((message_id, group_key))
-        return real(message_id, group_key, **kwargs)
+    def record(lanes, app=None):
+        lanes = list(lanes)
+        calls.append(lanes)
+        return real(lanes, app)
 
-    monkeypatch.setattr(handoff, "hand_off", record)
+    monkeypatch.setattr(handoff, "wake", record)
     return calls
 
 
@@ -396,7 +397,8 @@ def test_resending_a_sent_mail_makes_a_new_one_that_arrives(as_acme, people, ser
     assert copy.status == "queued" and copy.recipients == ["ann@example.org"]
     assert copy.message_id != original.message_id and copy.message_id.endswith("@acme.example.com>")
     assert f'id="mail-row-{copy.id}"' in response.text  # the new row is on the first page
-    assert handed == [(original.id, None), (copy.id, None)]  # the send, then the resend
+    lane = stored(original.id).lane
+    assert handed == [[lane], [lane]] and copy.lane == lane  # the send, then the resend
 
     delivery.deliver(copy.id)
     assert stored(copy.id).status == "sent" and stored(original.id).status == "sent"
@@ -445,7 +447,7 @@ def test_resending_a_deferred_mail_queues_it_now(as_acme, people, handed):
     assert "1 mail queued again." in resend(as_acme, deferred.id).text
     row = stored(deferred.id)
     assert row.status == "queued" and row.next_attempt_at is None and row.attempts == 3
-    assert handed == [(deferred.id, None)]
+    assert handed == [[stored(deferred.id).lane]]
 
 
 @pytest.mark.parametrize("status", ["queued", "sending"])
