@@ -91,8 +91,10 @@ class Config:
     MAIL_LEASE_SECONDS = float(os.environ.get("MAIL_LEASE_SECONDS", "60"))
     MAIL_SWEEP_SECONDS = float(os.environ.get("MAIL_SWEEP_SECONDS", "15"))
     # Outcomes are committed together, this many or this long after the first, whichever
-    # comes first; a session also claims this many mails at a time.
+    # comes first. A session claims MAIL_CLAIM_BATCH mails at a time (unsent ones are never
+    # resent after a crash: they go back to the queue when the lease runs out).
     MAIL_COMMIT_EVERY = int(os.environ.get("MAIL_COMMIT_EVERY", "20"))
+    MAIL_CLAIM_BATCH = int(os.environ.get("MAIL_CLAIM_BATCH", "100"))
     MAIL_COMMIT_SECONDS = float(os.environ.get("MAIL_COMMIT_SECONDS", "0.05"))
     # SMTP sessions one worker process runs at once (threads), over all lanes.
     MAIL_SESSIONS_PER_PROCESS = int(os.environ.get("MAIL_SESSIONS_PER_PROCESS", "8"))

@@ -39,7 +39,7 @@ class Engine:
         self.lease_seconds = config["MAIL_LEASE_SECONDS"]
         self.window = config["MAIL_GROUP_WINDOW_SECONDS"]
         self.group_max = config["MAIL_GROUP_MAX"]
-        self.claim_size = config["MAIL_COMMIT_EVERY"]
+        self.claim_size = config["MAIL_CLAIM_BATCH"]
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.wakeup, self.stopping = threading.Event(), threading.Event()
         self.lock = threading.Lock()

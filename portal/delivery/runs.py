@@ -37,7 +37,7 @@ class LaneRun:
         config = current_app.config
         self.lane, self.token, self.ids = lane, token or new_token(), list(ids)
         self.keep_going = keep_going
-        self.claim_size = config["MAIL_COMMIT_EVERY"]
+        self.claim_size = config["MAIL_CLAIM_BATCH"]
         self.lease_seconds = config["MAIL_LEASE_SECONDS"]
         self.settings: dict[int | None, EffectiveSettings] = {}
         self.batch: Batch | None = None
