@@ -22,6 +22,7 @@ from portal.models import (
 from portal.outbox import handoff
 from portal.tenancy import served_by
 
+OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the send path
 Row = Any  # a Row of the columns in DELIVERY_COLUMNS
 DELIVERY_COLUMNS = (
     OutboxMessage.id,
@@ -70,21 +71,26 @@ def claim(
     if db.engine.dialect.name == "postgresql":
         # Sessions of one lane claim side by side: each takes the fair candidates the others
         # have not locked, instead of waiting for their rows and then finding them taken.
-        fair = candidates.limit(limit * 2).scalar_subquery()
+        fair = select(ranked.c.id, ranked.c.turn).order_by(ranked.c.turn, ranked.c.id)
+        fair = fair.limit(limit * 2).subquery()
+        row = OUTBOX.alias("candidate")  # not the UPDATE's own table: no correlation
         candidates = (
-            select(OUTBOX.c.id)
-            .where(OUTBOX.c.id.in_(fair), _due_table(now))
-            .order_by(OUTBOX.c.id)
+            select(row.c.id)
+            .join(fair, fair.c.id == row.c.id)
+            .where(_due_table(now, row))
+            .order_by(fair.c.turn, fair.c.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=row)
         )
     else:
         candidates = candidates.limit(limit)
+    # Chosen once (a CTE): a subquery with LIMIT under IN may be run again by the planner.
+    chosen = candidates.cte("chosen")
     # The due test again on the row itself: a row another worker took meanwhile is skipped
     # (PostgreSQL re-checks it on the locked row), so no mail is ever claimed twice.
     statement = (
         update(OUTBOX)
-        .where(OUTBOX.c.id.in_(candidates.scalar_subquery()), _due_table(now))
+        .where(OUTBOX.c.id.in_(select(chosen.c.id)), _due_table(now))
         .values(
             status=STATUS_SENDING,
             attempts=OUTBOX.c.attempts + 1,
@@ -98,9 +104,9 @@ def claim(
     return claimed
 
 
-def _due_table(now: datetime):
-    waiting = and_(OUTBOX.c.status == STATUS_DEFERRED, OUTBOX.c.next_attempt_at <= now)
-    return or_(OUTBOX.c.status == STATUS_QUEUED, waiting)
+def _due_table(now: datetime, table=OUTBOX):
+    waiting = and_(table.c.status == STATUS_DEFERRED, table.c.next_attempt_at <= now)
+    return or_(table.c.status == STATUS_QUEUED, waiting)
 
 
 def load(ids: Sequence[int]) -> list[Row]:
@@ -114,9 +120,6 @@ def message_bytes(row: Row) -> bytes:
     Raises SecretError when the configured keys cannot open the sealed mail.
     """
     return crypto.decrypt_bytes(row.sealed_raw) if row.sealed_raw is not None else row.raw
-
-
-OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the send path
 
 
 ATTEMPTS = OutboxAttempt.__table__

@@ -273,4 +273,7 @@ def test_the_private_key_appears_in_no_page_response_log_job_or_outbox_row(
         assert fragment not in repr(stored)
         assert fragment not in repr(wakeup)
     # The worker was woken, with the mail's lane only: a hash of where the mail goes.
-    assert wakeup is not None and wakeup["data"].decode() == db.session.get(OutboxMessage, message.id).lane
+    assert (
+        wakeup is not None
+        and wakeup["data"].decode() == db.session.get(OutboxMessage, message.id).lane
+    )
