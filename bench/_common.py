@@ -233,3 +233,33 @@ def provenance() -> str:
         return "git: unavailable"
     changed = [line[3:] for line in dirty if line.strip()]
     return f"git {head}" + (f" + uncommitted: {', '.join(changed)}" if changed else " (clean)")
+
+
+def commit_floor(url: str, n: int, raw: bytes) -> float:
+    """Seconds for n single-row INSERTs of `raw`, each its own commit, on the bare driver.
+
+    The least a durable queue that commits every mail on its own can cost per call; SQLite in
+    WAL mode, as the portal (and, in compare.py, post_office) runs it.
+    """
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn = sqlite3.connect(url[len("sqlite:///") :], 30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        create = "CREATE TABLE bench_floor (id INTEGER PRIMARY KEY, raw BLOB)"
+        insert = "INSERT INTO bench_floor (raw) VALUES (?)"
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url, autocommit=True)
+        create = "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, raw bytea)"
+        insert = "INSERT INTO bench_floor (raw) VALUES (%s)"
+    try:
+        conn.execute(create)
+        start = time.perf_counter()
+        for _ in range(n):
+            conn.execute(insert, (raw,))
+        return time.perf_counter() - start
+    finally:
+        conn.execute("DROP TABLE IF EXISTS bench_floor")
+        conn.close()

@@ -218,4 +218,5 @@ class Portal:
         stats.print_stats(top)
         stats.print_callees(r"outbox/intake.py:\d+\(send\)")  # where one call's time goes
         text = out.getvalue().replace(str(ROOT) + "/", "")
-        return re.sub(r"\S*/site-packages/", "", text)
+        text = re.sub(r"\S*/site-packages/", "", text)
+        return re.sub(r"\S*/lib/python3\.\d+/", "", text)  # the standard library's own

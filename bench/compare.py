@@ -25,6 +25,7 @@ from _common import (
     PATIENT_SWEEP,
     PG_ADMIN_URL,
     Interrupted,
+    commit_floor,
     on_sigterm,
     provenance,
     start_database,
@@ -32,7 +33,7 @@ from _common import (
     start_sink,
 )
 
-STEPS = ("queue", "bulk", "drain", "e2e", "crash")
+STEPS = ("queue", "bulk", "drain", "e2e", "crash", "floor")
 TARGET = 2.0  # portal mails/s over post_office's, for each row
 LABELS = {"queue": "queue", "bulk": "bulk queue", "drain": "drain", "e2e": "end to end"}
 
@@ -82,6 +83,8 @@ def run_database(kind: str, args, work: Path, sink_port: int, redis_url: str) ->
             print(f"  round {round_no}: {_round_line(seconds, n)}", flush=True)
         portal.reset()
         office.reset()
+        if "floor" in only:
+            extra["floor"] = n / commit_floor(office_url, n, b"y" * portal.size)
         if args.count:
             extra["portal_sql"] = portal.count_statements(args.count)
             extra["post_office_sql"] = office.count_statements(args.count)
@@ -138,6 +141,11 @@ def report(kind: str, result: dict, args) -> None:
         verdict = "met" if ratio >= TARGET else "MISSED"
         verdicts.append(f"{label} {ratio:.2f}x: {verdict}")
     print(f"targets (portal >= {TARGET}x post_office): " + "; ".join(verdicts))
+    if "floor" in result:
+        print(
+            f"commit floor: {result['floor']:.0f}/s single-row INSERTs of {portal_size} B on the "
+            "bare driver, each its own commit (the ceiling of any queue that commits per call)"
+        )
     crash = result.get("crash")
     if crash:
         print(
