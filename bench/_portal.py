@@ -40,6 +40,7 @@ class Portal:
             **PATIENT_SWEEP,
         }
         self.body, self.size = "", 0
+        self.spans: list[float] = []  # first to last sent_at of each drain
 
     def setup(self, smtp_port: int) -> None:
         """Migrate, point the global settings (grouping on) at the sink, size the body."""
@@ -172,7 +173,22 @@ class Portal:
         start = time.monotonic()
         with Workers(self.work, processes, f"drain-{self.kind}", self.worker_env) as workers:
             self.wait_sent(n, workers)
-            return time.monotonic() - start
+            took = time.monotonic() - start
+        self.spans.append(self._sent_span())
+        return took
+
+    def _sent_span(self) -> float:
+        """Seconds from the first row's sent_at to the last's: the worker without its start."""
+        from sqlalchemy import func, select
+
+        from portal.extensions import db
+        from portal.models import OutboxMessage, as_utc
+
+        first, last = db.session.execute(
+            select(func.min(OutboxMessage.sent_at), func.max(OutboxMessage.sent_at))
+        ).one()
+        db.session.rollback()
+        return (as_utc(last) - as_utc(first)).total_seconds()
 
     def count_statements(self, n: int) -> dict:
         """SQL statements and commits of n `send()` calls, counted on the engine."""

@@ -96,6 +96,7 @@ def run_database(kind: str, args, work: Path, sink_port: int, redis_url: str) ->
 
             extra["crash"] = crash_bound(portal, n, args.kills, sink_port)
         extra["sizes"] = (portal.size, office.size)
+        extra["spans"] = portal.spans
     return {"seconds": seconds, **extra}
 
 
@@ -141,6 +142,12 @@ def report(kind: str, result: dict, args) -> None:
         verdict = "met" if ratio >= TARGET else "MISSED"
         verdicts.append(f"{label} {ratio:.2f}x: {verdict}")
     print(f"targets (portal >= {TARGET}x post_office): " + "; ".join(verdicts))
+    if result["spans"]:
+        span = statistics.median(result["spans"])
+        print(
+            f"portal worker without its start-up (first to last sent_at, median): "
+            f"{(n - 1) / span:.1f} mails/s"
+        )
     if "floor" in result:
         print(
             f"commit floor: {result['floor']:.0f}/s single-row INSERTs of {portal_size} B on the "
