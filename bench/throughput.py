@@ -94,7 +94,7 @@ def summarize_profile(path: Path, top: int = 12) -> str:
         samples = int(count)
         total += samples
         frames = stack.split(";")
-        starts = [i for i, f in enumerate(frames) if "portal/delivery.py" in f]
+        starts = [i for i, f in enumerate(frames) if "portal/delivery/" in f]
         if not starts:
             outside += samples
             own["(outside the job function) " + frames[-1]] += samples
