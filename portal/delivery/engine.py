@@ -6,8 +6,6 @@ only its own lane's places while every other lane keeps its turn.
 """
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -40,7 +38,7 @@ class Engine:
         self.window = config["MAIL_GROUP_WINDOW_SECONDS"]
         self.group_max = config["MAIL_GROUP_MAX"]
         self.claim_size = config["MAIL_CLAIM_BATCH"]
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = lanes.worker_name()
         self.wakeup, self.stopping = threading.Event(), threading.Event()
         self.lock = threading.Lock()
         self.running: dict[str, str | None] = {}  # token -> lane of this process's sessions
@@ -85,7 +83,10 @@ class Engine:
             time.sleep(0.005)  # wake-ups in a burst are taken as one
 
     def _sweep(self) -> None:
-        released = store.release_expired()
+        dead = lanes.dead_here(self.worker)
+        released = store.release_claims(dead) + store.release_expired()
+        for token in dead:
+            lanes.close_session(token)
         if released:
             log.info("sweep: %s mails of dead workers released", released)
 

@@ -1,5 +1,7 @@
 """Lanes: due mail per SMTP destination, and the sessions the workers hold to each (the cap)."""
 
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,7 +79,8 @@ def open_session(token: str, lane: str, cap: int, worker: str, ttl_seconds: floa
         # Count and insert as one step per lane: two workers never both take the last place.
         db.session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lane))))
     db.session.execute(delete(SESSIONS).where(SESSIONS.c.lane == lane, SESSIONS.c.expires_at < now))
-    held = select(func.count()).where(SESSIONS.c.lane == lane).scalar_subquery()
+    others = SESSIONS.alias("held")  # not correlated with the INSERT's own table
+    held = select(func.count()).select_from(others).where(others.c.lane == lane).scalar_subquery()
     values = select(
         literal(token),
         literal(lane),
@@ -86,12 +89,13 @@ def open_session(token: str, lane: str, cap: int, worker: str, ttl_seconds: floa
         literal(now + timedelta(seconds=ttl_seconds)),
     ).where(held < cap)
     result = db.session.execute(
-        insert(SESSIONS).from_select(
-            ["token", "lane", "worker", "started_at", "expires_at"], values
-        )
+        insert(SESSIONS)
+        .from_select(["token", "lane", "worker", "started_at", "expires_at"], values)
+        .returning(SESSIONS.c.token)
     )
+    placed = result.first() is not None
     db.session.commit()
-    return result.rowcount == 1
+    return placed
 
 
 def renew_sessions(tokens: list[str], ttl_seconds: float) -> None:
@@ -108,6 +112,39 @@ def close_session(token: str) -> None:
     """Free the session's place in its lane (commits)."""
     db.session.execute(delete(SESSIONS).where(SESSIONS.c.token == token))
     db.session.commit()
+
+
+def dead_here(me: str) -> list[str]:
+    """Tokens of sessions held by processes of this host and pid namespace that have died.
+
+    `me` is this process's worker name, host:namespace:pid. Their places and claims need not
+    wait for the lease: a dead process sends nothing more.
+    """
+    prefix = me.rpartition(":")[0] + ":"
+    found = db.session.execute(
+        select(SESSIONS.c.token, SESSIONS.c.worker).where(SESSIONS.c.worker.startswith(prefix))
+    ).all()
+    db.session.commit()
+    return [token for token, worker in found if not _alive(worker.rpartition(":")[2])]
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True  # not ours to signal, or not a pid: assume alive, the lease decides
+    return True
+
+
+def worker_name() -> str:
+    """This process as the sessions table names it: host, pid namespace and pid."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        namespace = "-"
+    return f"{socket.gethostname()}:{namespace}:{os.getpid()}"
 
 
 def held(lane: str) -> int:

@@ -236,6 +236,19 @@ def release(token: str, ids: Sequence[int], lane: str | None = None) -> None:
     db.session.commit()
 
 
+def release_claims(tokens: Sequence[str]) -> int:
+    """Mails claimed by sessions known to be dead go back to the queue at once (commits)."""
+    if not tokens:
+        return 0
+    result = db.session.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.status == STATUS_SENDING, OUTBOX.c.claim_token.in_(tokens))
+        .values(status=STATUS_QUEUED, lease_until=None, claim_token=None)
+    )
+    db.session.commit()
+    return result.rowcount
+
+
 def release_expired() -> int:
     """Mails whose worker died mid-send (lease run out) go back to the queue."""
     result = db.session.execute(
