@@ -206,6 +206,11 @@ def resolve(company: Company | None) -> EffectiveSettings:
     for name, default in DEFAULTS.items():
         if own is not None and name in COMPANY_FIELDS:
             value = getattr(own, name)
+            if value is None and default is not None:
+                # A row saved before the column existed (max_sessions): the company's form shows
+                # the default, so that is in force, never None (a cap of NULL opens no session).
+                values[name], sources[name] = default, SOURCE_DEFAULT
+                continue
             if name not in INHERIT_WHEN_EMPTY or _is_set(value):
                 values[name], sources[name] = value, SOURCE_COMPANY
                 continue

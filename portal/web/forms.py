@@ -12,8 +12,10 @@ from wtforms.validators import ValidationError
 
 from portal.models import AUTH_PASSWORD, oauth_in_use
 from portal.settings.resolution import (
+    DEFAULT_MAX_SESSIONS,
     DEFAULT_TIMEOUT_SECONDS,
     DEFAULTS,
+    MAX_MAX_SESSIONS,
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
     clear_auth_problem,
@@ -155,6 +157,9 @@ class MailForm(FlaskForm):
         MIN_TIMEOUT_SECONDS,
         MAX_TIMEOUT_SECONDS,
         default=DEFAULT_TIMEOUT_SECONDS,
+    )
+    max_sessions = WholeNumberField(
+        "Parallel connections", 1, MAX_MAX_SESSIONS, default=DEFAULT_MAX_SESSIONS
     )
     reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
     footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])

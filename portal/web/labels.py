@@ -24,6 +24,7 @@ FIELD_LABELS = {
     "all_use_default_sender": "All notifications use the default sender",
     "group_sends": "Group sends every 2 s",
     "timeout_seconds": "SMTP timeout",
+    "max_sessions": "Parallel connections",
     "reply_to": "Reply-To",
     "footer_html": "HTML footer",
     "use_own_mail_settings": "Use company-specific mail settings",

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, Response, expect
 from sqlalchemy import select
-from support.browser import assert_not_reloaded, log_in, mark_window, shot, switch_on
+from support.browser import assert_not_reloaded, log_in, mark_window, shot, shot_phone, switch_on
 from support.factories import mail_config
 from support.oauth_server import MAILBOX, oauth_provider
 from support.smtp_servers import RecordingHandler, make_certs, server_context, smtp_server
@@ -17,6 +17,7 @@ from portal.extensions import db
 from portal.models import Company, MailConfig, User
 
 TIMEOUT_ERROR = "Enter a whole number from 10 to 180."
+SESSIONS_ERROR = "Enter a whole number from 1 to 20."
 
 pytestmark = pytest.mark.browser
 
@@ -56,6 +57,7 @@ def test_company_admin_sets_own_mail_settings(page, people, global_mail):
     expect(page).to_have_url(f"/companies/{acme_id}/email")
     expect(page.get_by_role("heading", name="Settings in force")).to_be_visible()
     shot(page, "acme-email-inherited")
+    shot_phone(page, "acme-email-inherited-phone")
 
     mark_window(page)
     switch_on(page, "Use company-specific mail settings")
@@ -63,8 +65,10 @@ def test_company_admin_sets_own_mail_settings(page, people, global_mail):
     expect(page.get_by_label("Port", exact=True)).to_have_value("587")
     expect(page.get_by_label("Security", exact=True)).to_have_value("starttls")
     expect(page.get_by_label("SMTP timeout (seconds)")).to_have_value("30")
+    expect(page.get_by_label("Parallel connections")).to_have_value("2")
     expect(page.get_by_label("User", exact=True)).to_be_hidden()
     shot(page, "acme-email-own-settings")
+    shot_phone(page, "acme-email-own-settings-phone")
 
     switch_on(page, "Authentication")
     expect(page.get_by_label("User", exact=True)).to_be_visible()
@@ -75,17 +79,23 @@ def test_company_admin_sets_own_mail_settings(page, people, global_mail):
     page.get_by_label("User", exact=True).fill("acme-mailer")
     page.get_by_label("Password", exact=True).fill("s3cret-smtp-pass")
     page.get_by_label("SMTP timeout (seconds)").fill("200")
+    page.get_by_label("Parallel connections").fill("21")
     assert save(page).status == 422
     timeout_field = page.locator("#field-timeout_seconds")
     expect(timeout_field.get_by_role("alert")).to_have_text(TIMEOUT_ERROR)
     expect(page.get_by_label("SMTP timeout (seconds)")).to_have_attribute("aria-invalid", "true")
+    sessions_field = page.locator("#field-max_sessions")
+    expect(sessions_field.get_by_role("alert")).to_have_text(SESSIONS_ERROR)
+    expect(page.get_by_label("Parallel connections")).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_text("Nothing was saved")).to_be_visible()
     assert_not_reloaded(page)
     shot(page, "acme-email-timeout-error")
+    shot_phone(page, "acme-email-timeout-error-phone")
     assert company_mail_config(acme_id) is None
     assert fresh(select(Company.use_own_mail_settings).where(Company.id == acme_id)) is False
 
     page.get_by_label("SMTP timeout (seconds)").fill("60")
+    page.get_by_label("Parallel connections").fill("5")
     assert save(page).status == 200
     expect(page.get_by_role("status")).to_have_text("Mail settings saved.")
     shot(page, "acme-email-saved")
@@ -93,16 +103,18 @@ def test_company_admin_sets_own_mail_settings(page, people, global_mail):
     page.reload()
     expect(page.get_by_label("Host", exact=True)).to_have_value("smtp.example.com")
     expect(page.get_by_label("SMTP timeout (seconds)")).to_have_value("60")
+    expect(page.get_by_label("Parallel connections")).to_have_value("5")
     expect(page.get_by_label("User", exact=True)).to_have_value("acme-mailer")
     expect(page.get_by_text("A password is saved.")).to_be_visible()
     latest = page.locator("#history tbody tr").first
     expect(latest).to_contain_text("mail_settings.update")
     expect(latest.locator("li", has_text="SMTP timeout")).to_contain_text("60")
+    expect(latest.locator("li", has_text="Parallel connections")).to_contain_text("2 → 5")
     expect(latest.locator("li", has_text="Password")).to_contain_text("changed")
     shot(page, "acme-email-after-reload")
 
     config = company_mail_config(acme_id)
-    assert config.timeout_seconds == 60 and config.username == "acme-mailer"
+    assert (config.timeout_seconds, config.max_sessions, config.username) == (60, 5, "acme-mailer")
     assert config.password_encrypted and "s3cret-smtp-pass" not in config.password_encrypted
     assert crypto.decrypt(config.password_encrypted) == "s3cret-smtp-pass"
 
@@ -112,7 +124,9 @@ def test_superuser_edits_global_mail_settings(page, people):
     page.goto("/settings/mail")
     port, security = page.get_by_label("Port", exact=True), page.get_by_label("Security")
     expect(port).to_have_value("25")
+    expect(page.get_by_label("Parallel connections")).to_have_value("2")
     shot(page, "global-mail")
+    shot_phone(page, "global-mail-phone")
 
     security.select_option(label="STARTTLS")
     expect(port).to_have_value("587")

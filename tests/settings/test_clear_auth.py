@@ -18,6 +18,7 @@ IN_CLEAR = {
     "default_sender_enabled": "y",
     "sender_address": "noreply@example.com",
     "timeout_seconds": "30",
+    "max_sessions": "2",
     "retention_days": "30",
 }
 

@@ -122,3 +122,21 @@ def test_environment_seeds_the_installer_values(monkeypatch):
         "default_sender_enabled": True,
         "sender_address": "noreply@example.com",
     }
+
+
+def test_a_company_row_without_parallel_connections_gets_the_default_never_none(
+    global_config, acme_config, people
+):
+    # Rows saved before the column existed hold NULL; a cap of NULL would open no session.
+    global_config.max_sessions = 7
+    people.acme.use_own_mail_settings = True
+    db.session.commit()
+    acme = resolve(people.acme)
+    assert (
+        acme.max_sessions == DEFAULTS["max_sessions"] and acme.source("max_sessions") == "default"
+    )
+    acme_config.max_sessions = 5
+    db.session.commit()
+    acme = resolve(people.acme)
+    assert acme.max_sessions == 5 and acme.source("max_sessions") == "company"
+    assert resolve(people.globex).max_sessions == 7

@@ -16,11 +16,30 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"  # tests/screenshots/
+PHONE = {"width": 390, "height": 844}
+# What in the page's main part sticks out past the window's right edge (the top bar is not
+# checked: its links already run off a phone's width).
+OVERFLOWING = """() => {
+  const edge = document.documentElement.clientWidth;
+  return [...document.querySelectorAll("main *")]
+    .filter((e) => e.getBoundingClientRect().right > edge + 0.5)
+    .map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}`);
+}"""
 
 
 def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def shot_phone(page: Page, name: str) -> None:
+    """Screenshot the page at a phone's width and check its main part fits that width."""
+    desktop = page.viewport_size
+    page.set_viewport_size(PHONE)
+    overflowing = page.evaluate(OVERFLOWING)
+    shot(page, name)
+    page.set_viewport_size(desktop)
+    assert overflowing == [], f"{name}: wider than a phone: {overflowing}"
 
 
 def log_in(page: Page, email: str, password: str = PASSWORD) -> None:

@@ -18,6 +18,7 @@ VALID = {
     "sender_address": "noreply@example.com",
     "sender_name": "Example",
     "timeout_seconds": "60",
+    "max_sessions": "2",
     "retention_days": "30",
 }
 STEP = re.compile(r'<li class="(ok|failed)" data-step="([a-z]+)">')
@@ -36,6 +37,7 @@ def company_data(**overrides) -> dict:
         "security": "ssl",
         "sender_address": "mail@acme.example.com",
         "timeout_seconds": "30",
+        "max_sessions": "2",
     }
     return {**data, **overrides}
 
@@ -44,6 +46,13 @@ def saved_global() -> MailConfig | None:
     """The global settings row as the database holds it now."""
     db.session.expire_all()
     return global_config()
+
+
+def at_field(page: str, name: str) -> str:
+    """The markup of one form field on a page: its label, input, hint and messages."""
+    found = re.search(rf'id="field-{name}">(.*?)</div>', page, re.S)
+    assert found, f"no field {name} on the page"
+    return found.group(1)
 
 
 def steps(page: str) -> list[tuple[str, bool]]:

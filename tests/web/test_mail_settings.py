@@ -1,11 +1,14 @@
 import pytest
 from sqlalchemy import select
-from support.forms import GLOBAL_URL, VALID, company_data, company_url, saved_global
+from support.factories import mail_config
+from support.forms import GLOBAL_URL, VALID, at_field, company_data, company_url, saved_global
 
 from portal import crypto
 from portal.extensions import db
 from portal.models import AuditEntry
 from portal.settings.saving import MSG_PASSWORD_AGAIN, MSG_PASSWORD_NEEDED, MSG_REMOVE_WITH_AUTH
+
+BOUNDS = {"timeout_seconds": (10, 180), "port": (1, 65535), "max_sessions": (1, 20)}
 
 
 @pytest.fixture
@@ -45,14 +48,20 @@ def test_plain_form_post_redirects_after_saving(as_superuser):
         ("port", "65536", False),
         ("port", "-25", False),
         ("port", "abc", False),
+        ("max_sessions", "0", False),
+        ("max_sessions", "1", True),
+        ("max_sessions", "20", True),
+        ("max_sessions", "21", False),
+        ("max_sessions", "abc", False),
+        ("max_sessions", "", False),
     ],
 )
 def test_number_bounds(as_superuser, field, value, ok):
     response = as_superuser.post(GLOBAL_URL, {**VALID, field: value}, htmx=True)
     assert response.status_code == (200 if ok else 422)
-    lo, hi = (10, 180) if field == "timeout_seconds" else (1, 65535)
+    lo, hi = BOUNDS[field]
     message = f"Enter a whole number from {lo} to {hi}."
-    assert (message in response.text) is not ok
+    assert (message in at_field(response.text, field)) is not ok
     assert (saved_global() is not None and saved_global().host == "smtp.example.com") is ok
 
 
@@ -205,9 +214,11 @@ def test_tab_off_shows_the_inherited_settings_read_only(as_acme, saved, people):
 
 
 def test_switching_on_prefills_from_global_values(as_acme, saved, people):
+    mail_config(max_sessions=5)
     response = as_acme.post(company_url(people.acme), {"use_own": "y", "_refresh": "1"}, htmx=True)
     assert response.status_code == 200
     assert 'value="smtp.example.com"' in response.text and 'value="60"' in response.text
+    assert 'value="5"' in at_field(response.text, "max_sessions")
     # the global password is not offered to the company
     assert "A password is saved." not in response.text
 
@@ -235,12 +246,17 @@ def test_company_cannot_set_global_only_fields_or_other_companies(as_acme, saved
     assert people.globex.mail_config is None
 
 
-def test_company_validation_matches_the_global_page(as_acme, people):
-    response = as_acme.post(
-        company_url(people.acme), company_data(timeout_seconds="181"), htmx=True
-    )
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timeout_seconds", "181"), *(("max_sessions", v) for v in ("0", "21", "abc"))],
+)
+def test_company_validation_matches_the_global_page(as_acme, people, field, value):
+    response = as_acme.post(company_url(people.acme), company_data(**{field: value}), htmx=True)
     assert response.status_code == 422
-    assert "Enter a whole number from 10 to 180." in response.text
+    lo, hi = BOUNDS[field]
+    assert f"Enter a whole number from {lo} to {hi}." in at_field(response.text, field)
+    assert "Nothing was saved" in response.text
+    assert db.session.scalar(select(AuditEntry)) is None
     db.session.expire_all()
     assert people.acme.use_own_mail_settings is False and people.acme.mail_config is None
 
