@@ -96,7 +96,8 @@ def run(
     except MailValidationError as exc:
         raise TestRefusedError(" ".join(exc.errors.values())) from exc
     # Signed as real mail is; the company's tab tests the company's own settings, hence its keys.
-    signed = Signer().sign(composed.raw, company.id if company is not None else None)
+    scope = company.id if company is not None else None
+    signed = Signer().sign(composed.raw, scope, need_domain=True)  # its summary names the domain
     config = smtp_config.client_config(settings, password=password)
     if config.token_source is not None:
         # A test asks the provider for a new token: a cached one would hide a revoked grant.

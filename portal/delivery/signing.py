@@ -40,9 +40,17 @@ class Signer:
 
     def __init__(self):
         self.keys: dict[tuple[int | None, str], SigningKey | None] = {}
+        self.scopes: dict[int | None, bool] = {}
 
-    def sign(self, raw: bytes, scope: int | None) -> Signed:
-        """The mail signed with the scope's active key for its From domain, if there is one."""
+    def sign(self, raw: bytes, scope: int | None, need_domain: bool = False) -> Signed:
+        """The mail signed with the scope's active key for its From domain, if there is one.
+
+        A scope without any active key skips reading the From header, unless `need_domain`.
+        """
+        if scope not in self.scopes:
+            self.scopes[scope] = dkim.signs_any(scope)
+        if not self.scopes[scope] and not need_domain:
+            return Signed(raw, None, None)
         domain = dkim_sign.from_domain(raw)
         if domain is None:
             return Signed(raw, None, None)

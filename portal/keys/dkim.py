@@ -182,6 +182,13 @@ def remove(key: DkimKey, user: User | None) -> None:
     db.session.delete(key)
 
 
+def signs_any(company_id: int | None) -> bool:
+    """Whether the scope has an active key for some domain (else its mail goes out unsigned)."""
+    scope = DkimKey.company_id.is_(None) if company_id is None else DkimKey.company_id == company_id
+    query = select(DkimKey.id).where(scope, DkimKey.state == DKIM_ACTIVE).limit(1)
+    return db.session.scalar(query) is not None
+
+
 def signing_key(company_id: int | None, domain: str) -> SigningKey | None:
     """The scope's active key for the domain, decrypted for signing; None when it has none."""
     scope = DkimKey.company_id.is_(None) if company_id is None else DkimKey.company_id == company_id
