@@ -23,6 +23,7 @@ from portal.settings.resolution import DEFAULT_MAX_SESSIONS
 
 log = logging.getLogger(__name__)
 FULL_BACKOFF_SECONDS = 0.5  # a lane whose places are all taken elsewhere is asked again after
+SPREAD_SECONDS = 0.5  # how long other processes get to take a busy lane's free places first
 
 
 class Engine:
@@ -44,6 +45,7 @@ class Engine:
         self.running: dict[str, str | None] = {}  # token -> lane of this process's sessions
         self.full_until: dict[str, float] = {}
         self.caps: dict[str, int] = {}
+        self.first_started: dict[str | None, float] = {}
         self.threads: list[threading.Thread] = []
         self.turn = 0
 
@@ -106,7 +108,13 @@ class Engine:
                 continue
             have = local[lane.key]
             cap = 1 if lane.key is None else self.caps.get(lane.key, DEFAULT_MAX_SESSIONS)
-            if have == 0 or (have < cap and lane.due > have * self.claim_size):
+            # Another session of a lane in this process only once the other processes have
+            # had a turn at its places: sessions spread over processes, hence over cores.
+            settled = time.monotonic() - self.first_started.get(lane.key, 0) > SPREAD_SECONDS
+            more = have < cap and lane.due > have * self.claim_size and settled
+            if have == 0 or more:
+                if have == 0:
+                    self.first_started[lane.key] = time.monotonic()
                 self._start(lane.key)
                 local[lane.key] += 1
         return _seconds_until(scan.next_due, now, self.poll_seconds)
