@@ -38,6 +38,7 @@ from support.smtp_servers import (  # noqa: E402
     smtp_server,
 )
 from support.web import PASSWORD, Browser  # noqa: E402
+from support.workers import Workers  # noqa: E402
 
 
 def _create_pg_database(url: str) -> tuple[str, str]:
@@ -267,6 +268,16 @@ def smtp(certs, provider):
     with smtp_server(handler, starttls=server_context(certs.good), auth=True) as running:
         allow_test_server(running.port)
         yield running
+
+
+@pytest.fixture
+def workers(app, app_config, tmp_path):
+    """Real worker.py processes the test starts; stopped after it, their logs' ends printed."""
+    started = Workers(app_config, tmp_path)
+    yield started
+    started.stop_all()
+    for log in sorted(tmp_path.glob("worker-*.log")):  # shown by pytest when a test fails
+        print(f"--- {log.name}", log.read_text(errors="replace")[-3000:], sep="\n")
 
 
 @pytest.fixture
