@@ -220,6 +220,21 @@ class RecordingHandler:
         )
 
 
+@dataclass
+class FirstTryDeferred(RecordingHandler):
+    """Answers 451 to the first final dot of each Message-ID, 250 to any later one."""
+
+    tried: set[bytes] = field(default_factory=set)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        headers = envelope.original_content.split(b"\r\n\r\n", 1)[0]
+        found = [h for h in headers.split(b"\r\n") if h.lower().startswith(b"message-id:")]
+        if found and found[0] not in self.tried:
+            self.tried.add(found[0])
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
 class _RecordingSMTP(SMTP):
     """aiosmtpd's SMTP, telling its handler about each connection and each command."""
 
