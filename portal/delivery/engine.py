@@ -130,15 +130,13 @@ class Engine:
         try:
             with self.app.app_context():
                 if lane is not None:
-                    cap = self.caps.get(lane, DEFAULT_MAX_SESSIONS)
+                    cap = self.caps[lane] = lanes.cap_of(lane)  # settings may have changed
                     placed = lanes.open_session(token, lane, cap, self.worker, self.lease_seconds)
                     if not placed:
                         self.full_until[lane] = time.monotonic() + FULL_BACKOFF_SECONDS
                         return
                 run = LaneRun(lane, token, keep_going=lambda: not self.stopping.is_set())
                 run.run()
-                if lane is not None and run.batch is not None:
-                    self.caps[lane] = run.batch.settings.max_sessions
         except Exception:  # noqa: BLE001 - the claimed mail goes back when its lease ends
             log.exception("delivery session for lane %s failed", lane)
         finally:

@@ -11,11 +11,13 @@ from portal.extensions import db
 from portal.models import (
     STATUS_DEFERRED,
     STATUS_QUEUED,
+    Company,
     DeliverySession,
     OutboxMessage,
     as_utc,
     utcnow,
 )
+from portal.settings.resolution import DEFAULT_MAX_SESSIONS, resolve
 
 SESSIONS = DeliverySession.__table__
 
@@ -145,6 +147,17 @@ def worker_name() -> str:
     except OSError:
         namespace = "-"
     return f"{socket.gethostname()}:{namespace}:{os.getpid()}"
+
+
+def cap_of(lane: str) -> int:
+    """The lane's parallel connections, from the settings in force for one of its mails."""
+    company_id = db.session.scalar(
+        select(OutboxMessage.company_id).where(OutboxMessage.lane == lane).limit(1)
+    )
+    company = db.session.get(Company, company_id) if company_id is not None else None
+    cap = resolve(company).max_sessions
+    db.session.commit()
+    return cap or DEFAULT_MAX_SESSIONS
 
 
 def held(lane: str) -> int:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from support.factories import configure, queue, row
 
 from portal.delivery import lanes
@@ -67,3 +68,11 @@ def test_a_live_session_of_this_host_is_left_alone(app, people, server):
     assert store.claim("a" * 32, lane, limit=1, lease_seconds=600) == [message.id]
     Engine(app)._sweep()
     assert row(message).status == "sending"
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_lane_takes_its_cap_from_the_settings_in_force(app, people, server, parallel):
+    configure(people.acme, port=server.port, max_sessions=parallel)
+    (message,) = queue(people.acme)
+    lane = row(message).lane
+    assert lanes.cap_of(lane) == parallel
