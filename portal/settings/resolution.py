@@ -199,8 +199,14 @@ def _addresses(host: str, policy: EgressPolicy) -> list[str]:
 
 def resolve(company: Company | None) -> EffectiveSettings:
     """Return the effective settings for a company (None: the global settings alone)."""
-    glob = global_config()
     own = company.mail_config if company is not None and company.use_own_mail_settings else None
+    return merge(company.id if company is not None else None, global_config(), own)
+
+
+def merge(
+    company_id: int | None, glob: MailConfig | None, own: MailConfig | None
+) -> EffectiveSettings:
+    """The settings in force given the global row and the company's own row, when it is in use."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, default in DEFAULTS.items():
@@ -221,7 +227,7 @@ def resolve(company: Company | None) -> EffectiveSettings:
             values[name], sources[name] = default, SOURCE_DEFAULT
     auth_row = own if own is not None else glob
     return EffectiveSettings(
-        company_id=company.id if company is not None else None,
+        company_id=company_id,
         sources=MappingProxyType(sources),
         auth_config_id=auth_row.id if auth_row is not None else None,
         **values,
