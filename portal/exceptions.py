@@ -25,6 +25,22 @@ class MailValidationError(PortalError):
         self.errors = errors
 
 
+class BatchValidationError(MailValidationError):
+    """Mails of a batch cannot be queued; `items` maps each bad mail's index to its errors.
+
+    `errors` holds them all, as "mails[3].to", with errors of the batch itself ("mails").
+    """
+
+    def __init__(self, items: dict[int, dict[str, str]], errors: dict[str, str] | None = None):
+        flat = {
+            f"mails[{index}].{name}": message
+            for index, fields in items.items()
+            for name, message in fields.items()
+        }
+        super().__init__({**(errors or {}), **flat})
+        self.items = items
+
+
 class OAuthTokenError(PortalError):
     """No access token: `admin_action` when only an admin can fix it (mail waits, never fails)."""
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    inspect,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -41,6 +42,14 @@ def oauth_in_use(auth_enabled: bool | None, auth_method: str | None) -> bool:
 def utcnow() -> datetime:
     """Timezone-aware now, stored as UTC."""
     return datetime.now(UTC)
+
+
+def stored_id(row: object | None) -> int | None:
+    """A row's id without loading it: after a commit a row's attributes are expired."""
+    if row is None:
+        return None
+    identity = inspect(row).identity
+    return identity[0] if identity is not None else row.id
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -225,7 +234,9 @@ class OutboxMessage(db.Model):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # Unique and made by the portal: it matches the ids RETURNING gives to the rows of one
+    # multi-row INSERT, so a batch is one statement on SQLite too (not one per row).
+    message_id: Mapped[str] = mapped_column(String(255), unique=True, insert_sentinel=True)
     status: Mapped[str] = mapped_column(String(16), default=STATUS_QUEUED)
     # Mails with the same key share an SMTP configuration and one session; None: sent alone.
     group_key: Mapped[str | None] = mapped_column(String(64))

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
@@ -18,6 +18,46 @@ from portal.text import CONTROL_CHARS, normalize_email, to_text
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
 BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # ends the header block
+# Headers whose values repeat from mail to mail (the sender, the MIME headers): parsed once.
+REPEATING_HEADERS = frozenset(
+    {"from", "sender", "reply-to", "mime-version", "content-type", "content-transfer-encoding"}
+)
+MAX_KEPT_HEADERS = 4096  # parsed values kept; past it the registry starts over
+
+
+class _Registry(HeaderRegistry):
+    """The stdlib's header factory, with its classes made once and repeating values parsed once.
+
+    The stdlib makes a new class for every header it sets, and parses the same sender and
+    MIME headers for every mail. Header objects are immutable (a str with its parse tree),
+    so one can stand in every mail that sets the same name and value: same bytes out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._headers: dict[tuple[str, str], BaseHeader] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        found = self._classes.get(name)
+        if found is None:
+            found = self._classes[name] = super().__getitem__(name)
+        return found
+
+    def __call__(self, name: str, value: object) -> BaseHeader:
+        if type(value) is not str or name.lower() not in REPEATING_HEADERS:
+            return self[name](name, value)
+        key = (name, value)
+        found = self._headers.get(key)
+        if found is None:
+            if len(self._headers) >= MAX_KEPT_HEADERS:
+                self._headers.clear()
+            found = self._headers[key] = self[name](name, value)
+        return found
+
+
+# SMTP's policy (CRLF line ends) with the registry above: made once for every mail.
+POLICY = SMTP.clone(header_factory=_Registry())
 
 
 @dataclass(frozen=True)
@@ -126,16 +166,16 @@ def compose(
         raise MailValidationError(errors)
 
     sender, sender_header, rule_reply_to = _from_headers(settings, user, company)
-    message = EmailMessage(policy=SMTP)
-    message["From"] = sender
+    message = EmailMessage(policy=POLICY)
+    message["From"] = str(sender)  # as a string its parsed header is kept: same bytes
     if sender_header is not None:
-        message["Sender"] = sender_header
+        message["Sender"] = str(sender_header)
     message["To"] = ", ".join(to_list) if to_list else "undisclosed-recipients:;"
     if cc_list:
         message["Cc"] = ", ".join(cc_list)
     chosen_reply_to = reply_list[0] if reply_list else rule_reply_to or settings.reply_to
     if chosen_reply_to:
-        message["Reply-To"] = chosen_reply_to
+        message["Reply-To"] = str(chosen_reply_to)
     message["Subject"] = subject or ""
     message["Date"] = format_datetime(utcnow())
     message_id = make_msgid(domain=_domain(sender.addr_spec))

@@ -1,20 +1,79 @@
 """The one way in for outgoing mail: validate, store in the outbox, then hand to the worker."""
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from flask import current_app
 
 from portal import crypto
+from portal.exceptions import BatchValidationError, MailValidationError
 from portal.extensions import db
-from portal.models import Company, OutboxMessage, User
+from portal.models import Company, OutboxMessage, User, stored_id
 from portal.outbox import handoff
-from portal.outbox.compose import Attachment, compose, headers_only
-from portal.settings.resolution import resolve, session_key
+from portal.outbox.compose import Attachment, Composed, compose, headers_only
+from portal.settings.versioned import Current, resolve_current
 
-__all__ = ["Attachment", "send"]
+__all__ = ["MAX_BATCH", "Attachment", "send", "send_many"]
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH = 500  # mails per send_many call: one transaction, one wake-up
+# What a mapping given to send_many may hold: send()'s keyword arguments.
+MAIL_FIELDS = frozenset(
+    {"to", "subject", "text", "html", "cc", "bcc", "reply_to", "attachments", "user"}
+    | {"one_time_link"}
+)
+MSG_UNKNOWN = "Unknown field."
+MSG_TOO_MANY = f"At most {MAX_BATCH} mails per call."
+
+
+def _row(
+    current: Current,
+    company: Company | None,
+    user: User | None,
+    composed: Composed,
+    one_time_link: bool,
+) -> OutboxMessage:
+    lane = current.lane
+    return OutboxMessage(
+        company_id=stored_id(company),
+        user_id=stored_id(user),
+        message_id=composed.message_id,
+        group_key=lane if current.settings.group_sends else None,
+        lane=lane,
+        envelope_from=composed.envelope_from,
+        recipients=list(composed.recipients),
+        subject=composed.subject,
+        raw=headers_only(composed.raw) if one_time_link else composed.raw,
+        one_time_link=one_time_link,
+        sealed_raw=crypto.encrypt_bytes(composed.raw) if one_time_link else None,
+        size=len(composed.raw),
+        recipient_results={},
+    )
+
+
+def _compose(current: Current, company: Company | None, mail: Mapping[str, Any]) -> Composed:
+    fields = {name: value for name, value in mail.items() if name != "one_time_link"}
+    fields.setdefault("to", ())
+    fields.setdefault("subject", "")
+    fields.setdefault("user", None)
+    return compose(
+        current.settings,
+        company=company,
+        max_bytes=current_app.config["MAIL_MAX_MESSAGE_BYTES"],
+        **fields,
+    )
+
+
+def _wake(lanes: Sequence[str], ids: Sequence[int]) -> None:
+    try:
+        handoff.wake(lanes)
+    except Exception:
+        # The mail is stored and the workers' poll finds it: an error now would only make
+        # the caller send it again.
+        which = str(ids[0]) if len(ids) == 1 else f"{ids[0]} to {ids[-1]} ({len(ids)} mails)"
+        log.exception("mail %s not handed to the worker; its poll finds it", which)
 
 
 def send(
@@ -41,47 +100,77 @@ def send(
     `before_commit` gets the row, its id known, to add what must be stored with it in the
     same transaction (an API request's Idempotency-Key): both are stored, or neither.
     """
-    settings = resolve(company)
-    lane = session_key(settings)
-    composed = compose(
-        settings,
-        company=company,
-        user=user,
-        to=to,
-        subject=subject,
-        text=text,
-        html=html,
-        cc=cc,
-        bcc=bcc,
-        reply_to=reply_to,
-        attachments=attachments,
-        max_bytes=current_app.config["MAIL_MAX_MESSAGE_BYTES"],
-    )
-    message = OutboxMessage(
-        company_id=company.id if company is not None else None,
-        user_id=user.id if user is not None else None,
-        message_id=composed.message_id,
-        group_key=lane if settings.group_sends else None,
-        lane=lane,
-        envelope_from=composed.envelope_from,
-        recipients=list(composed.recipients),
-        subject=composed.subject,
-        raw=headers_only(composed.raw) if one_time_link else composed.raw,
-        one_time_link=one_time_link,
-        sealed_raw=crypto.encrypt_bytes(composed.raw) if one_time_link else None,
-        size=len(composed.raw),
-        recipient_results={},
-    )
+    mail = {
+        "to": to,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "cc": cc,
+        "bcc": bcc,
+        "reply_to": reply_to,
+        "attachments": attachments,
+        "user": user,
+    }
+    current = resolve_current(company)
+    message = _row(current, company, user, _compose(current, company, mail), one_time_link)
     db.session.add(message)
     db.session.flush()
-    message_id = message.id  # no reload after the commit
+    ids = [message.id]  # read before the commit expires the row
     if before_commit is not None:
         before_commit(message)
     db.session.commit()
-    try:
-        handoff.wake([lane])
-    except Exception:
-        # The mail is stored and the sweep hands it over: an error now would only make the
-        # caller send it again.
-        log.exception("mail %s not handed to the worker; the sweep will", message_id)
+    _wake([current.lane], ids)
     return message
+
+
+def _validated(
+    current: Current, company: Company | None, mails: Sequence[Mapping[str, Any]]
+) -> list[Composed]:
+    """Every mail rendered, or BatchValidationError naming each bad mail and field."""
+    composed: list[Composed] = []
+    items: dict[int, dict[str, str]] = {}
+    for index, mail in enumerate(mails):
+        unknown = {name: MSG_UNKNOWN for name in mail if name not in MAIL_FIELDS}
+        if unknown:
+            items[index] = unknown
+            continue
+        try:
+            composed.append(_compose(current, company, mail))
+        except MailValidationError as exc:
+            items[index] = exc.errors
+    if items:
+        raise BatchValidationError(items)
+    return composed
+
+
+def send_many(
+    company: Company | None,
+    mails: Sequence[Mapping[str, Any]],
+    *,
+    before_commit: Callable[[list[OutboxMessage]], None] | None = None,
+) -> list[OutboxMessage]:
+    """Queue up to MAX_BATCH mails for a company at once: all of them, or none.
+
+    Each mapping holds send()'s keyword arguments. Every mail is validated before anything
+    is stored: BatchValidationError names each bad one ("mails[3].to") and nothing is
+    stored then. The rows are inserted in one flush and committed together, then the
+    workers get one wake-up for all. `before_commit` gets the rows, their ids known.
+    """
+    if len(mails) > MAX_BATCH:
+        raise BatchValidationError({}, {"mails": MSG_TOO_MANY})
+    if not mails:
+        return []
+    current = resolve_current(company)
+    composed = _validated(current, company, mails)
+    messages = [
+        _row(current, company, mail.get("user"), rendered, bool(mail.get("one_time_link")))
+        for mail, rendered in zip(mails, composed, strict=True)
+    ]
+    db.session.add_all(messages)
+    db.session.flush()
+    ids = [message.id for message in messages]  # read before the commit expires the rows
+    if before_commit is not None:
+        before_commit(messages)
+    db.session.commit()
+    _wake([current.lane], ids)
+    return messages

