@@ -111,6 +111,9 @@ class Config:
         "API_AUTH_FAILURE_LIMIT", DEFAULT_API_AUTH_FAILURE_LIMIT
     )
     API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(MAX_MESSAGE_BYTES)))
+    # A batch is held whole in memory while its mails are composed: the same cap as one
+    # mail's request by default, so a batch is many small mails, never many large ones.
+    API_MAX_BATCH_BYTES = int(os.environ.get("API_MAX_BATCH_BYTES", str(MAX_MESSAGE_BYTES)))
     # Redis down: the limits are kept in this process's memory meanwhile (Flask-Limiter checks
     # Redis again now and then), so taking mail into the outbox never waits for Redis.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True

@@ -1,4 +1,4 @@
-"""The enqueue API for other services: POST and GET /api/v1/messages, with API keys."""
+"""The enqueue API for other services: POST and GET /api/v1/messages (and a batch), API keys."""
 
 import hashlib
 import json
@@ -20,7 +20,7 @@ from portal.exceptions import MailValidationError
 from portal.extensions import db, limiter
 from portal.keys import api_keys
 from portal.models import IdempotencyRecord, OutboxMessage, as_utc
-from portal.web import api_schema, openapi
+from portal.web import api_batch, api_schema, openapi
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -124,7 +124,11 @@ def _authenticate():
         return _refused()
     db.session.commit()  # last_used_at
     g.api_key = key
-    limit = current_app.config["API_MAX_REQUEST_BYTES"]
+    # A batch has its own cap: many small mails, never many large ones in one request.
+    cap = (
+        "API_MAX_BATCH_BYTES" if request.endpoint == "api.create_batch" else "API_MAX_REQUEST_BYTES"
+    )
+    limit = current_app.config[cap]
     # One byte over the limit tells a too large body without Content-Length from one at it.
     request.max_content_length = limit + 1
     if (request.content_length or 0) > limit or len(request.get_data(cache=True)) > limit:
@@ -227,6 +231,26 @@ def create_message():
         db.session.rollback()  # frees the reserved Idempotency-Key for a corrected retry
         return _invalid(exc.errors)
     return _answer(api_schema.Accepted(**committed), 202)
+
+
+@bp.post("/messages/batch")
+@api_limit
+def create_batch():
+    """Queue up to 500 mails for the key's company: all of them, or none."""
+    if request.headers.get("Idempotency-Key") is not None:
+        return _invalid({"Idempotency-Key": api_batch.MSG_HEADER})
+    body, problem = _json_body()
+    if problem is not None:
+        return _invalid({"body": problem})
+    items, refusal, errors = api_batch.parse(body)
+    if errors:
+        return _invalid(errors)
+    if refusal is not None:
+        return _answer(refusal, 422)
+    answer = api_batch.queue(g.api_key, items)
+    if answer is None:
+        return _error(409, api_batch.MSG_KEY_PENDING)
+    return _answer(answer, 202 if isinstance(answer, api_batch.BatchAccepted) else 422)
 
 
 def message_status(message: OutboxMessage) -> api_schema.MessageState:

@@ -2,7 +2,7 @@
 
 import base64
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -52,10 +52,12 @@ MESSAGES = {
     "filename": MSG_FILENAME,
     "content_type": "Give a MIME type such as application/pdf.",
     "content_base64": "Give the content, base64-encoded.",
+    "idempotency_key": "Use 1 to 255 characters, no control characters.",
 }
 PATTERN_MESSAGES = {
     "subject": "Line breaks and NUL characters are not allowed in the subject.",
     "content_base64": "Not valid base64.",
+    "idempotency_key": MESSAGES["idempotency_key"],
 }
 MESSAGE_ERROR = "portal_message"  # the type of our own errors: their text is the message
 
@@ -223,6 +225,9 @@ class ValidationErrors(BaseModel):
     )
 
 
+NewMessageT = TypeVar("NewMessageT", bound=NewMessage)
+
+
 def _where(loc: tuple) -> tuple[str, str]:
     """The error's key in the answer (to, attachments[0].filename) and its field's name."""
     if loc and loc[0] == "attachments" and len(loc) >= 3:
@@ -255,12 +260,14 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
-def parse_message(body: object) -> tuple[NewMessage | None, dict[str, str]]:
-    """The mail in a request body, or the errors per field."""
+def parse_message(
+    body: object, model: type[NewMessageT] = NewMessage
+) -> tuple[NewMessageT | None, dict[str, str]]:
+    """The mail in a request body (or a batch's item), or the errors per field."""
     if not isinstance(body, dict):
         return None, {"body": MSG_OBJECT}
     try:
-        message = NewMessage.model_validate(body)
+        message = model.model_validate(body)
     except ValidationError as exc:
         return None, field_errors(exc)
     errors = message.missing()

@@ -4,7 +4,8 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from portal.config import DEFAULT_API_AUTH_FAILURE_LIMIT, DEFAULT_API_RATE_LIMIT
-from portal.web import api_schema
+from portal.outbox.intake import MAX_BATCH
+from portal.web import api_batch, api_schema
 
 REF = "#/components/schemas/{model}"
 
@@ -21,6 +22,9 @@ def _schemas() -> dict:
         (api_schema.MessageState, "serialization"),
         (api_schema.Error, "serialization"),
         (api_schema.ValidationErrors, "serialization"),
+        (api_batch.NewBatch, "validation"),
+        (api_batch.BatchAccepted, "serialization"),
+        (api_batch.BatchRefused, "serialization"),
     ]
     _, found = models_json_schema(models, ref_template=REF, schema_generator=_Schema)
     return found["$defs"]
@@ -32,10 +36,14 @@ def _parameter(name: str, where: str, annotation, description: str = "") -> dict
     return {**parameter, "description": description} if description else parameter
 
 
+def _ref(model: type) -> dict:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
 def _json(description: str, model: type, headers: dict | None = None) -> dict:
     response = {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
+        "content": {"application/json": {"schema": _ref(model)}},
     }
     return {**response, "headers": headers} if headers else response
 
@@ -112,6 +120,54 @@ SHOW_MESSAGE = {
     },
 }
 
+CREATE_BATCH = {
+    "operationId": "createMessageBatch",
+    "summary": f"Queue up to {MAX_BATCH} mails for the key's company, all or none",
+    "description": (
+        "Atomic: every item is validated first, and the batch is stored in one transaction. "
+        "If any item is invalid, nothing of the batch is stored: the answer (422) names each "
+        "invalid item's bad fields and reports the valid ones as not stored; correct the "
+        "batch and send it again whole. An item whose idempotency_key was used before (by a "
+        "batch item or an Idempotency-Key header of this API key) answers that earlier mail "
+        "(replayed) and is not stored again; two items of one batch may not share a key. "
+        "A batch counts as one request towards the key's rate limit, and its body has its "
+        "own size limit (API_MAX_BATCH_BYTES, 25 MiB by default). The Idempotency-Key "
+        "header is refused here (422): give each item its own idempotency_key."
+    ),
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _ref(api_batch.NewBatch)}},
+    },
+    "responses": {
+        "202": {
+            **_json("Every mail queued, or replayed by its key.", api_batch.BatchAccepted),
+            "links": {
+                "getFirstMessage": {
+                    "operationId": "getMessage",
+                    "parameters": {"id": "$response.body#/results/0/id"},
+                }
+            },
+        },
+        **ERROR_RESPONSES,
+        "409": _json(
+            "An earlier request with one of the items' keys is still running.", api_schema.Error
+        ),
+        "422": {
+            "description": (
+                "Nothing was stored. Each item invalid (with its errors) or not stored; or, "
+                "when the body itself is wrong (not 1 to 500 messages), errors by field."
+            ),
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [_ref(api_batch.BatchRefused), _ref(api_schema.ValidationErrors)]
+                    }
+                }
+            },
+        },
+    },
+}
+
 DOCUMENT = {
     "openapi": "3.1.0",
     "info": {
@@ -127,6 +183,7 @@ DOCUMENT = {
     "security": [{"bearerAuth": []}],
     "paths": {
         "/messages": {"post": CREATE_MESSAGE},
+        "/messages/batch": {"post": CREATE_BATCH},
         "/messages/{id}": {"get": SHOW_MESSAGE},
     },
     "components": {

@@ -8,7 +8,7 @@ from email import policy
 
 import pytest
 from sqlalchemy import func, select
-from support.api import MESSAGES, auth, mail_body
+from support.api import MESSAGES, auth, mail_body, new_key
 from support.factories import stored_mails
 
 from portal.extensions import db
@@ -17,12 +17,6 @@ from portal.models import IdempotencyRecord
 from portal.web import api
 
 PDF = b"%PDF-1.4 fake invoice\n"
-
-
-def new_key(company, user=None, name="Service") -> str:
-    _, token = api_keys.create(company, name, user)
-    db.session.commit()
-    return token
 
 
 @pytest.fixture
@@ -361,12 +355,14 @@ def test_openapi_document(client):
     assert response.status_code == 200 and response.mimetype == "application/json"
     spec = response.json
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/messages", "/messages/{id}"}
+    assert set(spec["paths"]) == {"/messages", "/messages/batch", "/messages/{id}"}
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     post = spec["paths"]["/messages"]["post"]
     get = spec["paths"]["/messages/{id}"]["get"]
     assert {"202", "401", "413", "422", "429"} <= set(post["responses"])
     assert {"200", "401", "404", "429"} <= set(get["responses"])
+    batch = spec["paths"]["/messages/batch"]["post"]
+    assert {"202", "401", "409", "413", "422", "429"} <= set(batch["responses"])
     for ref in _refs(spec):
         name = ref.removeprefix("#/components/schemas/")
         assert name in spec["components"]["schemas"], ref

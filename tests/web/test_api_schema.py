@@ -8,6 +8,7 @@ from support.factories import mail_config
 
 from portal.extensions import db
 from portal.keys import api_keys
+from portal.outbox.intake import MAX_BATCH
 from portal.web import api_schema, openapi
 
 MANY = "100000 per minute"  # the limits have tests of their own: here they would only interfere
@@ -84,6 +85,11 @@ def test_the_served_document_is_the_one_made_from_the_models(served):
     assert schemas["Attachment"]["properties"]["filename"]["pattern"] == api_schema.FILENAME
     subject = schemas["NewMessage"]["properties"]["subject"]
     assert {"type": "null"} in subject["anyOf"]  # null is accepted, and documented as such
+    batch = schemas["NewBatch"]
+    assert batch["additionalProperties"] is False
+    assert batch["properties"]["messages"]["maxItems"] == MAX_BATCH
+    assert "idempotency_key" in schemas["BatchItem"]["properties"]
+    assert "Atomic" in served_document["paths"]["/messages/batch"]["post"]["description"]
 
 
 def test_a_queued_mail_is_found_by_the_documented_link(served, api_key):
