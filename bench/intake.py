@@ -220,14 +220,17 @@ def main() -> None:
         empty_outbox()
         counts = Counts(db.engine, redis_client.connection(app))
         statements, commands = counts.statements, counts.redis_calls()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         run(company, body, args.calls, 100)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         statements, commands = counts.statements - statements, counts.redis_calls() - commands
         print(
             f"db {args.db}, {args.calls} send() calls of {MESSAGE_BYTES} B mails, commit {commit()}"
         )
-        print(f"plain: {seconds / args.calls * 1e6:.0f} us per call ({args.calls / seconds:.0f}/s)")
+        print(
+            f"plain: {seconds / args.calls * 1e6:.0f} us per call ({args.calls / seconds:.0f}/s), "
+            f"of which {cpu / args.calls * 1e6:.0f} us CPU in this process"
+        )
         print(
             f"per call: {statements / args.calls:.2f} SQL statements, "
             f"{commands / args.calls:.2f} Redis commands"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import aliased
 
 from portal.extensions import db
@@ -28,11 +28,13 @@ Stamp = tuple[bool, int | None, datetime | None, int | None, datetime | None]
 
 _OWN = aliased(MailConfig, name="own")
 _GLOBAL = aliased(MailConfig, name="glob")
+# Built once, with a bound parameter: SQLAlchemy then keys its compiled form once too.
 _COMPANY_STAMP = (
     select(Company.use_own_mail_settings, _OWN.id, _OWN.updated_at, _GLOBAL.id, _GLOBAL.updated_at)
     .select_from(Company)
     .outerjoin(_OWN, _OWN.company_id == Company.id)
     .outerjoin(_GLOBAL, _GLOBAL.company_id.is_(None))
+    .where(Company.id == bindparam("company_id"))
 )
 _GLOBAL_STAMP = select(MailConfig.id, MailConfig.updated_at).where(MailConfig.company_id.is_(None))
 
@@ -47,11 +49,17 @@ class Current:
 
 
 def _stamp(company_id: int | None) -> Stamp | None:
-    """The version of the settings in force, as the database holds it now; None: no company."""
+    """The version of the settings in force, as this transaction sees it now; None: no company.
+
+    Pending changes are flushed first, as a query through the session would; the statement
+    itself goes to the session's connection, past the ORM's per-query work.
+    """
+    db.session.flush()
+    connection = db.session.connection()
     if company_id is None:
-        row = db.session.execute(_GLOBAL_STAMP).first()
+        row = connection.execute(_GLOBAL_STAMP).first()
         return (False, None, None, *row) if row is not None else (False, None, None, None, None)
-    row = db.session.execute(_COMPANY_STAMP.where(Company.id == company_id)).first()
+    row = connection.execute(_COMPANY_STAMP, {"company_id": company_id}).first()
     return tuple(row) if row is not None else None  # type: ignore[return-value]
 
 
