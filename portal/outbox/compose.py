@@ -3,61 +3,21 @@
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from html import escape
 
 from portal.config import MAX_MESSAGE_BYTES
 from portal.exceptions import MailValidationError
 from portal.models import Company, User, utcnow
+from portal.outbox.headers import POLICY
 from portal.settings.resolution import EffectiveSettings
 from portal.text import CONTROL_CHARS, normalize_email, to_text
 
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
 BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # ends the header block
-# Headers whose values repeat from mail to mail (the sender, the MIME headers): parsed once.
-REPEATING_HEADERS = frozenset(
-    {"from", "sender", "reply-to", "mime-version", "content-type", "content-transfer-encoding"}
-)
-MAX_KEPT_HEADERS = 4096  # parsed values kept; past it the registry starts over
-
-
-class _Registry(HeaderRegistry):
-    """The stdlib's header factory, with its classes made once and repeating values parsed once.
-
-    The stdlib makes a new class for every header it sets, and parses the same sender and
-    MIME headers for every mail. Header objects are immutable (a str with its parse tree),
-    so one can stand in every mail that sets the same name and value: same bytes out.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type[BaseHeader]] = {}
-        self._headers: dict[tuple[str, str], BaseHeader] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        found = self._classes.get(name)
-        if found is None:
-            found = self._classes[name] = super().__getitem__(name)
-        return found
-
-    def __call__(self, name: str, value: object) -> BaseHeader:
-        if type(value) is not str or name.lower() not in REPEATING_HEADERS:
-            return self[name](name, value)
-        key = (name, value)
-        found = self._headers.get(key)
-        if found is None:
-            if len(self._headers) >= MAX_KEPT_HEADERS:
-                self._headers.clear()
-            found = self._headers[key] = self[name](name, value)
-        return found
-
-
-# SMTP's policy (CRLF line ends) with the registry above: made once for every mail.
-POLICY = SMTP.clone(header_factory=_Registry())
 
 
 @dataclass(frozen=True)
