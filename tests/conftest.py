@@ -27,7 +27,7 @@ from portal.models import Company, User
 pytest.register_assert_rewrite("support")
 
 from support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - after the rewrite hook
-from support.factories import allow_test_server  # noqa: E402
+from support.factories import allow_test_server, mail_config  # noqa: E402
 from support.forms import GLOBAL_URL  # noqa: E402
 from support.oauth import consent, oauth_form  # noqa: E402
 from support.oauth_server import oauth_provider  # noqa: E402
@@ -288,3 +288,16 @@ def connected(as_superuser, provider, smtp):
     back = consent(as_superuser, provider)
     assert back.status_code == 303 and back.headers["Location"].endswith(GLOBAL_URL)
     return as_superuser
+
+
+@pytest.fixture
+def mail_settings(app):
+    """Global settings with a sender: enough to queue mail (no worker runs in these tests)."""
+    return mail_config(
+        host="smtp.example.com",
+        port=587,
+        security="starttls",
+        default_sender_enabled=True,
+        sender_address="noreply@example.com",
+        sender_name="Example Portal",
+    )

@@ -4,25 +4,13 @@ import email
 from email import policy
 
 import pytest
-from support.factories import configure, mail_config, stored_mails
+from support.factories import configure, stored_mails
 from support.queries import commits, statements
 from support.wakeups import wakeups
 
 from portal import crypto, delivery, outbox
 from portal.exceptions import BatchValidationError, MailValidationError
 from portal.outbox.intake import MAX_BATCH
-
-
-@pytest.fixture
-def sender(app):
-    return mail_config(
-        host="smtp.example.com",
-        port=587,
-        security="starttls",
-        default_sender_enabled=True,
-        sender_address="noreply@example.com",
-        sender_name="Example Portal",
-    )
 
 
 def mails(n: int, **fields) -> list[dict]:
@@ -32,7 +20,9 @@ def mails(n: int, **fields) -> list[dict]:
     ]
 
 
-def test_a_batch_is_stored_in_one_transaction_and_wakes_the_workers_once(app, sender, people):
+def test_a_batch_is_stored_in_one_transaction_and_wakes_the_workers_once(
+    app, mail_settings, people
+):
     with wakeups() as heard, commits() as committed, statements() as seen:
         messages = outbox.send_many(people.acme, mails(MAX_BATCH))
         assert len(heard()) == 1
@@ -60,7 +50,7 @@ def test_a_batch_is_stored_in_one_transaction_and_wakes_the_workers_once(app, se
     ],
 )
 def test_one_bad_mail_names_its_place_and_field_and_nothing_is_stored(
-    app, sender, people, bad, field
+    app, mail_settings, people, bad, field
 ):
     batch = mails(3)
     batch[1] = {**batch[1], **bad}
@@ -74,7 +64,7 @@ def test_one_bad_mail_names_its_place_and_field_and_nothing_is_stored(
     assert stored_mails() == []
 
 
-def test_every_bad_mail_is_named(app, sender, people):
+def test_every_bad_mail_is_named(app, mail_settings, people):
     batch = mails(4)
     batch[0]["to"] = ["x@"]
     batch[3]["text"] = None
@@ -84,14 +74,14 @@ def test_every_bad_mail_is_named(app, sender, people):
     assert stored_mails() == []
 
 
-def test_more_than_the_most_mails_per_call_are_refused(app, sender, people):
+def test_more_than_the_most_mails_per_call_are_refused(app, mail_settings, people):
     with pytest.raises(BatchValidationError) as raised:
         outbox.send_many(people.acme, mails(MAX_BATCH + 1))
     assert raised.value.errors == {"mails": f"At most {MAX_BATCH} mails per call."}
     assert stored_mails() == []
 
 
-def test_an_empty_batch_stores_nothing_and_wakes_nobody(app, sender, people):
+def test_an_empty_batch_stores_nothing_and_wakes_nobody(app, mail_settings, people):
     with wakeups() as heard:
         assert outbox.send_many(people.acme, []) == []
         assert heard() == []
@@ -137,7 +127,7 @@ def test_a_batch_rows_are_delivered_with_their_headers(app, server, people):
     assert third["Reply-To"] == f"{people.acme_admin.name} <{people.acme_admin.email}>"
 
 
-def test_a_one_time_link_mail_of_a_batch_is_sealed(app, sender, people):
+def test_a_one_time_link_mail_of_a_batch_is_sealed(app, mail_settings, people):
     batch = mails(2)
     batch[1] = {
         **batch[1],
