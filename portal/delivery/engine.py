@@ -100,7 +100,8 @@ class Engine:
         if due:
             self.turn = (self.turn + 1) % len(due)
             due = due[self.turn :] + due[: self.turn]
-        local = Counter(self.running.values())
+        with self.lock:  # sessions ending in their threads change it
+            local = Counter(self.running.values())
         for lane in sorted(due, key=lambda lane: local[lane.key] > 0):  # idle lanes first
             if len(self.running) >= self.slots:
                 break
