@@ -46,15 +46,12 @@ class Engine:
         self.full_until: dict[str, float] = {}
         self.caps: dict[str, int] = {}
         self.first_started: dict[str | None, float] = {}
-        self.threads: list[threading.Thread] = []
         self.turn = 0
 
     def start(self) -> None:
         for target in (self._loop, self._heartbeat, self._listen):
             name = f"mail-{target.__name__[1:]}"
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self.threads.append(thread)
+            threading.Thread(target=target, name=name, daemon=True).start()
 
     def stop(self, wait_seconds: float = 30) -> None:
         """Let running sessions finish their claimed mail, then return."""

@@ -17,7 +17,8 @@ from portal.models import (
     as_utc,
     utcnow,
 )
-from portal.settings.resolution import DEFAULT_MAX_SESSIONS, resolve
+from portal.settings.resolution import DEFAULT_MAX_SESSIONS
+from portal.settings.versioned import resolve_current
 
 SESSIONS = DeliverySession.__table__
 
@@ -155,7 +156,7 @@ def cap_of(lane: str) -> int:
         select(OutboxMessage.company_id).where(OutboxMessage.lane == lane).limit(1)
     )
     company = db.session.get(Company, company_id) if company_id is not None else None
-    cap = resolve(company).max_sessions
+    cap = resolve_current(company).settings.max_sessions
     db.session.commit()
     return cap or DEFAULT_MAX_SESSIONS
 

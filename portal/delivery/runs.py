@@ -11,7 +11,7 @@ from portal.delivery.signing import signing_scope
 from portal.extensions import db
 from portal.models import Company
 from portal.outbox import handoff, store
-from portal.settings.resolution import EffectiveSettings, resolve, session_key
+from portal.settings.versioned import Current, resolve_current
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class LaneRun:
         self.keep_going = keep_going
         self.claim_size = config["MAIL_CLAIM_BATCH"]
         self.lease_seconds = config["MAIL_LEASE_SECONDS"]
-        self.settings: dict[int | None, EffectiveSettings] = {}
+        self.current: dict[int | None, Current] = {}
         self.batch: Batch | None = None
         self.sent = 0
 
@@ -65,10 +65,10 @@ class LaneRun:
         return self.sent
 
     def _deliver(self, rows: list) -> None:
+        self.current.clear()  # settings saved since the last claim count from this one on
         mine, elsewhere = [], {}
         for row in rows:
-            settings = self._settings(row.company_id)
-            key = session_key(settings)
+            key = self._current(row.company_id).lane
             if key == self.lane or (self.ids and self.batch is None and not mine):
                 self.lane = key  # a single mail asked for by id goes wherever it belongs
                 mine.append(row)
@@ -82,17 +82,16 @@ class LaneRun:
         if not mine:
             return
         if self.batch is None:
-            settings = self._settings(mine[0].company_id)
-            scopes = _Scopes(self)
-            self.batch = Batch(settings, self.token, scopes)
+            settings = self._current(mine[0].company_id).settings
+            self.batch = Batch(settings, self.token, _Scopes(self))
         self.batch.send(mine)
         self.sent += len(mine)
 
-    def _settings(self, company_id: int | None) -> EffectiveSettings:
-        if company_id not in self.settings:
+    def _current(self, company_id: int | None) -> Current:
+        if company_id not in self.current:
             company = db.session.get(Company, company_id) if company_id else None
-            self.settings[company_id] = resolve(company)
-        return self.settings[company_id]
+            self.current[company_id] = resolve_current(company)
+        return self.current[company_id]
 
 
 class _Scopes(dict):
@@ -103,6 +102,6 @@ class _Scopes(dict):
         self.run = run
 
     def __missing__(self, company_id: int | None) -> int | None:
-        scope = signing_scope(self.run._settings(company_id))
+        scope = signing_scope(self.run._current(company_id).settings)
         self[company_id] = scope
         return scope

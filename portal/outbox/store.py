@@ -39,10 +39,11 @@ DELIVERY_COLUMNS = (
 )
 
 
-def _due(now: datetime):
+def _due(now: datetime, table=OUTBOX):
+    """Queued, or deferred and due by `now`, for rows of `table` (the outbox or an alias of it)."""
     # The IN comes first so that an index on (lane, status) finds the rows: no scan of sent mail.
-    waiting = OutboxMessage.status.in_((STATUS_QUEUED, STATUS_DEFERRED))
-    due = or_(OutboxMessage.status == STATUS_QUEUED, OutboxMessage.next_attempt_at <= now)
+    waiting = table.c.status.in_((STATUS_QUEUED, STATUS_DEFERRED))
+    due = or_(table.c.status == STATUS_QUEUED, table.c.next_attempt_at <= now)
     return and_(waiting, due)
 
 
@@ -77,7 +78,7 @@ def claim(
         candidates = (
             select(row.c.id)
             .join(fair, fair.c.id == row.c.id)
-            .where(_due_table(now, row))
+            .where(_due(now, row))
             .order_by(fair.c.turn, fair.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=row)
@@ -90,7 +91,7 @@ def claim(
     # (PostgreSQL re-checks it on the locked row), so no mail is ever claimed twice.
     statement = (
         update(OUTBOX)
-        .where(OUTBOX.c.id.in_(select(chosen.c.id)), _due_table(now))
+        .where(OUTBOX.c.id.in_(select(chosen.c.id)), _due(now))
         .values(
             status=STATUS_SENDING,
             attempts=OUTBOX.c.attempts + 1,
@@ -102,11 +103,6 @@ def claim(
     claimed = sorted(db.session.execute(statement).scalars())
     db.session.commit()
     return claimed
-
-
-def _due_table(now: datetime, table=OUTBOX):
-    waiting = and_(table.c.status == STATUS_DEFERRED, table.c.next_attempt_at <= now)
-    return or_(table.c.status == STATUS_QUEUED, waiting)
 
 
 def load(ids: Sequence[int]) -> list[Row]:
