@@ -8,7 +8,8 @@ Labels never carry credentials or raw paths: a lane's server is `host:port`, an 
 request's endpoint is Flask's endpoint name.
 """
 
-from collections.abc import Iterable, Iterator
+import hmac
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -28,7 +29,7 @@ SMTP_SESSION_SECONDS = Histogram(
 )
 TOKEN_REFRESH_FAILURES = Counter(
     "portal_token_refresh_failures",
-    "OAuth2 access token refreshes that failed: `refused` by the provider, or `unreachable`.",
+    "Failed OAuth2 token refreshes: `refused` (an OAuth2 error answer) or `error` (no answer).",
     ["reason"],
 )
 CONNECTION_TESTS = Counter(
@@ -75,3 +76,21 @@ def exposition(multiproc_dir: str | None, extra: Iterable[Collector] = ()) -> by
     for collector in extra:
         registry.register(collector)
     return generate_latest(registry)
+
+
+def wsgi_app(multiproc_dir: str, token: str | None) -> Callable:
+    """A WSGI app answering every GET with this host's process files, behind the bearer token.
+
+    For `portal metrics-server` on a host that runs workers and no web.
+    """
+
+    def serve(environ: dict, start_response: Callable) -> list[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        if token and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer")])
+            return [b"A bearer token is required.\n"]
+        body = exposition(multiproc_dir)
+        start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+        return [body]
+
+    return serve

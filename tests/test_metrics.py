@@ -1,21 +1,29 @@
 """/metrics: who may scrape it, and the numbers moving as mail is queued, delivered and tested."""
 
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from support.api import MESSAGES, auth, mail_body, new_key
 from support.factories import allow_test_server, configure, queue
+from support.oauth import expire_cached_token
 from support.smtp_servers import HOST, RecordingHandler, closed_port, smtp_server
 from support.workers import wait_until_final
 
-from portal import crypto
+from portal import crypto, delivery
 from portal.app import create_app
 from portal.extensions import db
 from portal.models import OutboxMessage, utcnow
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "metrics-token-for-the-tests"
 Samples = dict[tuple[str, frozenset], float]
 
@@ -208,3 +216,65 @@ def test_rate_limited_requests_are_counted_by_the_limits_scope(web, scrape, peop
     ]
     assert answers[-1] == 429
     assert value(scrape(), "portal_rate_limited_total", scope="api") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"), [("temporarily_unavailable", "error"), ("invalid_client", "refused")]
+)
+def test_failed_token_refreshes_are_counted_by_reason(
+    connected, provider, smtp, people, scrape, error, reason
+):
+    before = value(scrape(), "portal_token_refresh_failures_total", reason=reason)
+    provider.fail_refresh_with = error
+    expire_cached_token()
+    (message,) = queue(people.acme)
+    delivery.deliver(message.id)
+    after = value(scrape(), "portal_token_refresh_failures_total", reason=reason)
+    assert after == before + 1
+
+
+def test_a_missing_multiprocess_directory_is_made_at_start(app_config, migrated, tmp_path):
+    wanted = tmp_path / "not-yet" / "prometheus"
+    made = create_app({**app_config, "PROMETHEUS_MULTIPROC_DIR": str(wanted)})
+    assert wanted.is_dir()
+    assert "portal_outbox_mails" in made.test_client().get("/metrics").text
+    with made.app_context():
+        db.engine.dispose()
+
+
+def test_metrics_server_serves_another_process_counts_behind_the_token(
+    app_config, migrated, tmp_path
+):
+    """A worker-only host: `portal metrics-server` answers what that host's processes wrote."""
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {
+        **os.environ,
+        "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": app_config["REDIS_URL"],
+        "PORTAL_ENCRYPTION_KEYS": app_config["PORTAL_ENCRYPTION_KEYS"],
+        "PORTAL_INSTANCE_PATH": app_config["INSTANCE_PATH"],
+        "SECRET_KEY": app_config["SECRET_KEY"],
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+        "METRICS_TOKEN": TOKEN,
+    }
+    count = "from portal import metrics; metrics.count_deliveries('mx.example.org:25', ['sent'])"
+    subprocess.run([sys.executable, "-c", count], cwd=ROOT, env=env, check=True)
+    serve = "from portal.app import main; main()"
+    command = [sys.executable, "-c", serve, "metrics-server", "--port", "0"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = server.stderr.readline().split()[-1]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)  # noqa: S310 - our own server on loopback
+        refused.value.close()
+        assert refused.value.code == 401
+        request = urllib.request.Request(url, headers=auth(TOKEN))  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            text = answer.read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stderr.close()
+    sent = 'portal_deliveries_total{outcome="sent",server="mx.example.org:25"} 1.0'
+    assert sent in text

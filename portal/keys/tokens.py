@@ -104,7 +104,7 @@ def _refresh(config_id: int, grant: Row) -> str:
         metrics.TOKEN_REFRESH_FAILURES.labels(reason="refused").inc()
         return _refused(config_id, version, exc)
     except (requests.RequestException, ValueError) as exc:
-        metrics.TOKEN_REFRESH_FAILURES.labels(reason="unreachable").inc()
+        metrics.TOKEN_REFRESH_FAILURES.labels(reason="error").inc()
         raise OAuthTokenError(f"Token refresh failed: {oauth.reason(exc)}") from exc
     values = {
         "access_token_encrypted": crypto.encrypt(token["access_token"]),

@@ -7,6 +7,7 @@ guarded by METRICS_TOKEN and/or METRICS_ALLOW_NETWORKS (see `_guard`).
 
 import hmac
 import ipaddress
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
@@ -64,17 +65,25 @@ def _guard() -> None:
     """
     config = current_app.config
     token, networks = config["METRICS_TOKEN"], config["METRICS_ALLOW_NETWORKS"]
-    client = ipaddress.ip_address(request.remote_addr or "0.0.0.0")  # noqa: S104 - no address
+    client = _client_address()
     if not token and not networks:
-        if config["PORTAL_ENV"] == PRODUCTION or not client.is_loopback:
+        if config["PORTAL_ENV"] == PRODUCTION or client is None or not client.is_loopback:
             abort(404)
         return
-    if networks and not any(client in network for network in networks):
+    if networks and (client is None or not any(client in network for network in networks)):
         abort(403)
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
             abort(Response("A bearer token is required.\n", 401, {"WWW-Authenticate": "Bearer"}))
+
+
+def _client_address() -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address (the proxy's, unless PORTAL_PROXY_COUNT); None over a Unix socket."""
+    try:
+        return ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return None
 
 
 def parse_networks(value: str | list[Network] | None) -> list[Network]:
@@ -121,6 +130,10 @@ def _count(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     """The probes' Host handling, the request counter, the exemption from the rate limits."""
     app.config["METRICS_ALLOW_NETWORKS"] = parse_networks(app.config["METRICS_ALLOW_NETWORKS"])
+    if app.config["PROMETHEUS_MULTIPROC_DIR"]:
+        # prometheus-client writes there at the first count: a missing directory would fail
+        # the delivery that counts, not the scrape.
+        Path(app.config["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     app.wsgi_app = _AnyHost(app.wsgi_app, urlsplit(app.config["PORTAL_BASE_URL"]).netloc)
     app.after_request(_count)
     limiter.exempt(bp)
