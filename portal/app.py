@@ -21,6 +21,7 @@ from portal.web import (
     companies,
     dkim,
     headers,
+    health,
     hosts,
     mail_settings,
     maillog,
@@ -71,6 +72,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(dkim.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
+    app.register_blueprint(health.bp)
     cli.init_app(app)
     app.jinja_env.globals.update(
         FIELD_LABELS=FIELD_LABELS,
@@ -79,6 +81,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     _register_error_pages(app)
     headers.init_app(app)
+    health.init_app(app)
     return app
 
 

@@ -1,13 +1,14 @@
-"""The `portal` console's own commands: users, companies, the demo and a test mail."""
+"""The `portal` console's own commands: users, companies, the demo, a test mail, metrics."""
 
 import secrets
+from wsgiref.simple_server import make_server
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from portal import accounts, demo
+from portal import accounts, demo, metrics
 from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import Company, User
@@ -70,6 +71,21 @@ def send_mail(company_name: str | None, to: tuple[str, ...], subject: str, text:
     click.echo(f"queued mail {message.id} {message.message_id}")
 
 
+@click.command("metrics-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9101, show_default=True, type=int)
+@with_appcontext
+def metrics_server(host: str, port: int) -> None:
+    """Serve this host's worker metrics (PROMETHEUS_MULTIPROC_DIR) to Prometheus until stopped."""
+    config = current_app.config
+    if not config["PROMETHEUS_MULTIPROC_DIR"]:
+        raise click.ClickException("PROMETHEUS_MULTIPROC_DIR is not set: there is nothing to serve")
+    app = metrics.wsgi_app(config["PROMETHEUS_MULTIPROC_DIR"], config["METRICS_TOKEN"])
+    with make_server(host, port, app) as server:
+        click.echo(f"serving metrics on http://{host}:{server.server_port}/metrics", err=True)
+        server.serve_forever()
+
+
 def init_app(app: Flask) -> None:
-    for command in (create_superuser, create_company, demo_command, send_mail):
+    for command in (create_superuser, create_company, demo_command, send_mail, metrics_server):
         app.cli.add_command(command)

@@ -120,6 +120,12 @@ class Config:
     RATELIMIT_SWALLOW_ERRORS = True
     # Test connection: per user, and one running test per company at a time.
     MAIL_TEST_RATE_LIMIT = os.environ.get("MAIL_TEST_RATE_LIMIT", "10 per 10 minutes")
+    # /metrics: a bearer token and/or client networks (CIDRs) allowed to scrape. With neither,
+    # 404 in production and loopback only in development.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN")
+    METRICS_ALLOW_NETWORKS = os.environ.get("METRICS_ALLOW_NETWORKS")
+    # prometheus-client's multiprocess directory, shared by the processes of one host.
+    PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
 def _host_list(hosts: str | list[str] | tuple[str, ...] | None) -> list[str]:

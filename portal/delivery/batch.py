@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from flask import current_app
 
+from portal import metrics
 from portal.delivery.signing import Signer
 from portal.delivery.smtp_config import smtp_config
 from portal.exceptions import OAuthTokenError, SecretError
@@ -60,6 +61,7 @@ class Batch:
         self.session: SmtpSession | None = None
         self.config: SmtpConfig | None = None
         self.on_connection = 0
+        self.session_started = 0.0
         self.broken = False  # the server failed the session: the lane's other mails wait
 
     def send(self, rows: list) -> None:
@@ -71,6 +73,7 @@ class Batch:
                 self._drop()
             if self.session is None:
                 self.session, self.on_connection = SmtpSession(self.config, self.deadline), 0
+                self.session_started = time.monotonic()
             self.on_connection += 1
             try:
                 raw = self._signed(row)
@@ -115,6 +118,9 @@ class Batch:
         store.forget([i for i in self.forget if i in recorded])
         self.forget.clear()
         db.session.commit()
+        metrics.count_deliveries(
+            self.server, (o["status"] for i, _, o in outcomes if i in recorded)
+        )
 
     def _ready(self, rows: list) -> bool:
         """Whether a session can be had; if not, every row waits with the reason."""
@@ -155,6 +161,9 @@ class Batch:
         session, self.session = self.session, None
         if session is not None:
             session.close()
+            metrics.SMTP_SESSION_SECONDS.labels(self.server).observe(
+                time.monotonic() - self.session_started
+            )
 
     def _outcome(self, row, values: dict) -> None:
         if not self.outcomes:

@@ -6,7 +6,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from portal import audit, crypto, redis_client
+from portal import audit, crypto, metrics, redis_client
 from portal.delivery import smtp_config
 from portal.delivery.signing import Signer
 from portal.exceptions import MailValidationError
@@ -114,6 +114,7 @@ def run(
             policy=resolution.egress_policy(),
             deadline=config.timeout,
         )
+    metrics.CONNECTION_TESTS.labels(result="ok" if result.ok else result.failed_step).inc()
     server = f"{config.host}:{config.port}"
     label = probe.STEP_LABELS.get(result.failed_step or "", result.failed_step)
     outcome = "succeeded" if result.ok else f"failed at {label}: {result.diagnosis.problem}"

@@ -7,7 +7,7 @@ import requests
 from authlib.integrations.requests_client import OAuthError
 from sqlalchemy import Row, or_, select, update
 
-from portal import crypto
+from portal import crypto, metrics
 from portal.exceptions import OAuthTokenError, ReauthorizationNeededError
 from portal.extensions import db
 from portal.keys import oauth
@@ -101,8 +101,10 @@ def _refresh(config_id: int, grant: Row) -> str:
         with client:
             token = client.refresh_token(url, refresh_token=refresh, **options)
     except OAuthError as exc:
+        metrics.TOKEN_REFRESH_FAILURES.labels(reason="refused").inc()
         return _refused(config_id, version, exc)
     except (requests.RequestException, ValueError) as exc:
+        metrics.TOKEN_REFRESH_FAILURES.labels(reason="error").inc()
         raise OAuthTokenError(f"Token refresh failed: {oauth.reason(exc)}") from exc
     values = {
         "access_token_encrypted": crypto.encrypt(token["access_token"]),
