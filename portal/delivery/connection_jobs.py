@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MSG_RUNNING = "A test of these settings is already running: wait for it."
 MSG_NO_QUEUE = "The test cannot start: the queue (Redis) is unreachable. Try again later."
+MSG_LOST = "The worker stopped during the test (it was restarted or killed): test again."
 CANCEL_POLL_SECONDS = 0.25  # how soon a running test hears of its cancel
 WAIT_NOTICE_SECONDS = 3  # a queued test says it waits for a worker after this long
 NO_WORKER_SECONDS = 30  # ... and that none is running, if none is, after this long
@@ -57,7 +58,8 @@ def start(
             raise TestRefusedError(MSG_RUNNING, 429)
         sealed = {"values": values, "password": typed_password, "recipient": recipient}
         progress.seal_request(redis, test_id, sealed)
-        progress.write_state(redis, test_id, progress.new_state(user.id, company_id))
+        state = progress.new_state(user.id, company_id)
+        progress.write_state(redis, test_id, {**state, "timeout": settings.timeout_seconds})
         handoff.mail_queue().enqueue(
             perform,
             test_id,
@@ -81,6 +83,10 @@ def state_for(test_id: str, user: User, company: Company | None) -> dict[str, An
     company_id = company.id if company is not None else None
     if state is None or state["user_id"] != user.id or state["company_id"] != company_id:
         return None
+    started, bound = state["started_at"], _run_seconds(state.get("timeout") or 180) + 60
+    if state["status"] == progress.RUNNING and started and time.time() - started > bound:
+        # Past the job's own timeout: its worker is gone, and the panel must not poll forever.
+        return {**state, "status": progress.DONE, "refusal": MSG_LOST}
     return state
 
 

@@ -182,3 +182,21 @@ def test_a_queued_test_speaks_of_the_worker_only_once_it_has_waited(monkeypatch,
     assert connection_jobs.waiting(state) == "No worker is running: start worker.py."
     assert connection_jobs.waiting({**state, "queued_at": time.time()}) is None
     assert connection_jobs.waiting({**state, "status": "running"}) is None
+
+
+def test_a_test_whose_worker_died_says_so_and_stops_polling(as_superuser, app, server):
+    started = as_superuser.post(GLOBAL_TEST, global_form(server.port), htmx=True)
+    polled = status_url(started.text)
+    redis = redis_client.connection(app)
+    state_key = f"portal:connection-test:{polled.rsplit('/', 1)[1]}:state"
+    state = json.loads(redis.get(state_key))
+    assert state["timeout"] == 60
+    # As a worker killed mid-test leaves it: running, begun longer ago than the job may run.
+    state.update(status="running", started_at=time.time() - (2 * 60 + 30 + 61))
+    redis.set(state_key, json.dumps(state), keepttl=True)
+
+    page = as_superuser.get(polled, htmx=True).text
+    assert "The worker stopped during the test" in page and status_url(page) is None
+    state["started_at"] = time.time() - 5  # still within its bound: it runs on
+    redis.set(state_key, json.dumps(state), keepttl=True)
+    assert status_url(as_superuser.get(polled, htmx=True).text) == polled
