@@ -1,12 +1,10 @@
-"""Test connection behind the screens: which password, the test mail, one at a time, the audit."""
+"""Test connection behind the screens: which password, the test mail, the probe, the audit."""
 
-from contextlib import suppress
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from portal import audit, crypto, metrics, redis_client
+from portal import audit, crypto, metrics
 from portal.delivery import smtp_config
 from portal.delivery.signing import Signer
 from portal.exceptions import MailValidationError
@@ -27,6 +25,9 @@ MSG_AUTHORIZE_AGAIN = (
     "A saved authorization is never used for another server or mailbox."
 )
 LOCK_KEY = "portal:test-running:{}"
+# Seconds the test waits for the TCP connect and for the greeting: a firewall that drops
+# packets, or a port that expects TLS first, is told within this, whatever the timeout.
+CONNECT_TIMEOUT_SECONDS = 15
 
 
 class TestRefusedError(Exception):
@@ -57,15 +58,28 @@ def _body(company: Company | None, user: User, settings) -> str:
     )
 
 
-def run(
+@dataclass(frozen=True)
+class Prepared:
+    """A test found able to start: the settings, the password to use and the signed test mail."""
+
+    settings: Any
+    password: str | None = field(repr=False)
+    auth_config_id: int | None
+    recipient: str
+    sender: str
+    message: bytes
+    dkim: str
+
+
+def prepare(
     values: dict[str, Any],
     typed_password: str,
     saved: MailConfig | None,
     company: Company | None,
     user: User,
     recipient: str,
-) -> Outcome:
-    """Test these settings values (saved or not); TestRefusedError when the test cannot start."""
+) -> Prepared:
+    """Check these settings values (saved or not) can be tested; TestRefusedError if not."""
     typed = typed_password
     password = None
     if uses_oauth(values):
@@ -98,47 +112,66 @@ def run(
     # Signed as real mail is; the company's tab tests the company's own settings, hence its keys.
     scope = company.id if company is not None else None
     signed = Signer().sign(composed.raw, scope, need_domain=True)  # its summary names the domain
-    config = smtp_config.client_config(settings, password=password)
+    return Prepared(
+        settings,
+        password,
+        auth_config_id,
+        recipient,
+        composed.envelope_from,
+        signed.raw,
+        signed.summary,
+    )
+
+
+def run(
+    values: dict[str, Any],
+    typed_password: str,
+    saved: MailConfig | None,
+    company: Company | None,
+    user: User,
+    recipient: str,
+    *,
+    progress: Callable[[list[probe.Step]], None] | None = None,
+    cancel: probe.Cancel | None = None,
+) -> Outcome:
+    """Test these settings values against the real server and audit the outcome (uncommitted).
+
+    TestRefusedError when the test cannot start. Connecting and the greeting wait at most
+    CONNECT_TIMEOUT_SECONDS; the later steps the configured timeout.
+    """
+    prepared = prepare(values, typed_password, saved, company, user, recipient)
+    config = smtp_config.client_config(prepared.settings, password=prepared.password)
+    config = replace(config, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     if config.token_source is not None:
+        auth_config_id = prepared.auth_config_id
+
         # A test asks the provider for a new token: a cached one would hide a revoked grant.
         def fresh_first(rejected: str | None) -> str:
             return tokens.access_token(auth_config_id, rejected, fresh=rejected is None)
 
         config = replace(config, token_source=fresh_first)
-    with _one_at_a_time(company, config.timeout):
-        result = probe.run(
-            config,
-            sender=composed.envelope_from,
-            recipient=recipient,
-            message=signed.raw,
-            policy=resolution.egress_policy(),
-            deadline=config.timeout,
-        )
-    metrics.CONNECTION_TESTS.labels(result="ok" if result.ok else result.failed_step).inc()
+    result = probe.run(
+        config,
+        sender=prepared.sender,
+        recipient=prepared.recipient,
+        message=prepared.message,
+        policy=resolution.egress_policy(),
+        deadline=config.timeout,
+        progress=progress,
+        cancel=cancel,
+    )
+    if not result.cancelled:
+        metrics.CONNECTION_TESTS.labels(result="ok" if result.ok else result.failed_step).inc()
     server = f"{config.host}:{config.port}"
     label = probe.STEP_LABELS.get(result.failed_step or "", result.failed_step)
-    outcome = "succeeded" if result.ok else f"failed at {label}: {result.diagnosis.problem}"
+    if result.cancelled:
+        outcome = f"cancelled at {label}"
+    else:
+        outcome = "succeeded" if result.ok else f"failed at {label}: {result.diagnosis.problem}"
     audit.record("mail_settings.test", {"server": server, "result": outcome}, user, company)
-    return Outcome(result, server, signed.summary)
+    return Outcome(result, server, prepared.dkim)
 
 
-class _one_at_a_time:
-    """One running test per company (and one for the global page), across web workers."""
-
-    def __init__(self, company: Company | None, timeout: float):
-        self.key = LOCK_KEY.format(company.id if company else "global")
-        # Opening and sending each get the timeout; the lock outlives both.
-        self.ttl = int(timeout * 2 + 30)
-
-    def __enter__(self):
-        try:
-            acquired = redis_client.connection().set(self.key, 1, nx=True, ex=self.ttl)
-        except RedisError:
-            acquired = True  # without Redis the per-user rate limit still holds
-        if not acquired:
-            raise TestRefusedError("A test of these settings is already running: wait for it.", 429)
-        return self
-
-    def __exit__(self, *exc_info):
-        with suppress(RedisError):  # else the lock expires by itself
-            redis_client.connection().delete(self.key)
+def lock_key(company_id: int | None) -> str:
+    """One running test per company (and one for the global page), across web and workers."""
+    return LOCK_KEY.format(company_id if company_id is not None else "global")

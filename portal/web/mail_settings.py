@@ -15,8 +15,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from portal import audit, catcher
-from portal.delivery import connection_check
-from portal.extensions import db, limiter
+from portal.extensions import db
 from portal.keys import oauth
 from portal.models import Company, MailConfig
 from portal.outbox import store
@@ -30,16 +29,14 @@ from portal.settings.saving import (
     prefill,
     secret_problem,
 )
-from portal.web import dkim, oauth_connect
+from portal.web import connection_test, dkim, oauth_connect
 from portal.web.access import superuser_required, visible_company
 from portal.web.forms import CompanyMailForm, GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond, wants_partial
 
 bp = Blueprint("mail_settings", __name__)
+bp.register_blueprint(connection_test.bp)  # the Test connection button of both pages
 SAVED = "Mail settings saved."
-# A connection test opens one connection: how many the worker may open neither blocks nor
-# changes it, so a test runs whatever this field holds (and with the value in force).
-NOT_TESTED = ("max_sessions",)
 
 
 def _has_errors(form) -> bool:
@@ -115,10 +112,12 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
         context.update(dkim.section_context(company))
     if company is None:
         context["action"] = url_for("mail_settings.global_settings")
-        context["test_action"] = url_for("mail_settings.test_global")
+        context["test_action"] = url_for("mail_settings.connection_test.test_global")
         return respond("mail/global.html", "mail/_form_response.html", status, **context)
     context["action"] = url_for("mail_settings.company", company_id=company.id)
-    context["test_action"] = url_for("mail_settings.test_company", company_id=company.id)
+    context["test_action"] = url_for(
+        "mail_settings.connection_test.test_company", company_id=company.id
+    )
     context["effective"] = effective = resolve(company)
     # Only an inheriting company's page says the global mailbox needs an authorization.
     glob = global_config() if effective.source("auth_method") == "global" else None
@@ -217,60 +216,3 @@ def caught_mail(name: str):
     shown = path.read_bytes().decode("utf-8", errors="replace")
     mails = catcher.recent(current_app.instance_path)
     return render_template("mail/caught.html", mails=mails, shown=shown, shown_name=name)
-
-
-def _test_limit() -> str:
-    return current_app.config["MAIL_TEST_RATE_LIMIT"]
-
-
-def render_test_refusal(message: str, status: int):
-    """The test panel saying why no test ran (bad input, a test running, too many tests)."""
-    return render_template("mail/_test_result.html", refusal=message), status
-
-
-@bp.errorhandler(429)
-def _too_many_tests(exc):
-    limit = getattr(exc, "description", "")
-    return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)
-
-
-def _run_test(form, saved: MailConfig | None, company: Company | None):
-    form.validate()
-    bad = ", ".join(f.label.text for f in form if f.errors and f.name not in NOT_TESTED)
-    if bad:
-        # The security rule's reason is the whole point of the refusal: say it here too.
-        reasons = "".join(f" {error}" for error in form.security.errors)
-        return render_test_refusal(f"Correct these fields first: {bad}.{reasons}", UNPROCESSABLE)
-    recipient = request.form.get("test_recipient", "")
-    values, typed = form_values(form), form.password.data or ""
-    for name in NOT_TESTED:
-        values.pop(name, None)
-    try:
-        outcome = connection_check.run(values, typed, saved, company, current_user, recipient)
-    except connection_check.TestRefusedError as exc:
-        return render_test_refusal(exc.message, exc.status)
-    db.session.commit()  # the audit row
-    context = {
-        "result": outcome.result,
-        "server": outcome.server,
-        "dkim": outcome.dkim,
-        "history": audit.recent(company),
-    }
-    return render_template("mail/_test_result.html", **context)
-
-
-@bp.post("/settings/mail/test")
-@superuser_required
-@limiter.limit(_test_limit)
-def test_global():
-    """Test the global form's values against the real server."""
-    return _run_test(GlobalMailForm(), global_config(), None)
-
-
-@bp.post("/companies/<int:company_id>/email/test")
-@login_required
-@limiter.limit(_test_limit)
-def test_company(company_id: int):
-    """Test a company's form values against the real server."""
-    company = visible_company(company_id)
-    return _run_test(CompanyMailForm(), company.mail_config, company)

@@ -24,6 +24,9 @@ class SmtpConfig:
     ca_file: str | None = None
     local_hostname: str | None = None
     connect_address: str | None = None  # pinned IP; TLS still checks `host`
+    # Seconds for the TCP connect, TLS on connect and the greeting, when shorter than
+    # `timeout` (a connection test); None: `timeout`, as real delivery uses it.
+    connect_timeout: float | None = None
     # XOAUTH2 instead of a password: called with None for a token, then with a token the
     # server refused for a fresh one. Whatever it raises reaches the caller unchanged.
     token_source: Callable[[str | None], str] | None = field(

@@ -126,17 +126,18 @@ def _network(exc, host, port, timeout, sender) -> Diagnosis | None:
             "unreachable", f"{host} cannot be reached: {exc.message}.", "Check host and port."
         )
     if isinstance(exc, SmtpTimeoutError):
+        waited = exc.timeout or timeout  # the opening may have had a shorter bound than the rest
         if exc.step == "connect":
             return Diagnosis(
                 "no-answer",
-                f"No answer from {host} port {port} within {timeout:g} s.",
+                f"No answer from {host} port {port} within {waited:g} s.",
                 "Most mail problems are closed ports: a firewall or the hosting provider may "
                 f"block outgoing connections to port {port}. Ask them, or try 587 or 465.",
             )
         if exc.step == "greeting":
             return Diagnosis(
                 "no-greeting",
-                f"The server accepted the connection but sent no greeting within {timeout:g} s.",
+                f"The server accepted the connection but sent no greeting within {waited:g} s.",
                 "If this port expects implicit TLS (usually 465), choose SSL/TLS security.",
             )
         return Diagnosis(

@@ -1,7 +1,9 @@
-"""Test connection: a synchronous, step-by-step SMTP check that sends a real test mail."""
+"""Test connection: a step-by-step SMTP check that sends a real test mail, and can be cancelled."""
 
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from portal.exceptions import OAuthTokenError
@@ -34,9 +36,42 @@ QUEUE_ID = re.compile(r"(?i)queued as\s+([\w.-]+)|\bid=([\w.-]+)")
 class Step:
     name: str
     label: str
-    ok: bool
+    ok: bool | None  # None: still running (a progress report)
     seconds: float
     details: tuple[str, ...] = ()
+
+
+class ProbeCancelledError(Exception):
+    """The probe was cancelled: raised before the next step begins."""
+
+
+class Cancel:
+    """Asked from another thread to stop a probe: before its next step, and on the wire at once."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._session: SmtpSession | None = None
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            session = self._session
+        if session is not None:
+            session.abort()
+
+    def checkpoint(self, step: str) -> None:
+        if self._event.is_set():
+            raise ProbeCancelledError(step)
+
+    def attach(self, session: SmtpSession) -> None:
+        with self._lock:
+            self._session = session
+        if self._event.is_set():
+            session.abort()
 
 
 @dataclass
@@ -47,10 +82,11 @@ class ProbeResult:
     detail: str | None = None  # the full reason, for the superuser only
     transcript: list[str] = field(default_factory=list)
     queue_id: str | None = None
+    cancelled: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.diagnosis is None
+        return self.diagnosis is None and not self.cancelled
 
     @property
     def failed_step(self) -> str | None:
@@ -66,12 +102,21 @@ def run(
     policy: egress.EgressPolicy,
     deadline: float,
     resolver: egress.Resolver = egress.system_resolver,
+    progress: Callable[[list[Step]], None] | None = None,
+    cancel: Cancel | None = None,
 ) -> ProbeResult:
-    """Resolve (through the egress guard), connect, talk, send the test mail; record each step."""
+    """Resolve (through the egress guard), connect, talk, send the test mail; record each step.
+
+    `progress` hears the steps so far whenever one begins or ends; `cancel` stops the probe.
+    """
     trace = Trace()
     result = ProbeResult(steps=[])
     session = None
     queue_id = None
+    if progress is not None:
+        trace.listener = lambda: progress(_steps(trace))
+    if cancel is not None:
+        trace.checkpoint = cancel.checkpoint
     try:
         if config.token_source is not None:
             trace.enter("token")  # its own step: a refresh failure is told apart
@@ -81,6 +126,8 @@ def run(
         address = egress.resolve_checked(config.host, config.port, policy, resolver)
         trace.detail(f"{config.host} → {address}")
         session = SmtpSession(replace(config, connect_address=address), deadline, trace=trace)
+        if cancel is not None:
+            cancel.attach(session)
         session.open()
         delivery = session.send(sender, [recipient], message)
         trace.enter("accepted")
@@ -89,33 +136,56 @@ def run(
         queue_id = next((g for g in match.groups() if g), None) if match else None
         session.close()
         trace.finish(ok=True)
-    except (SmtpError, egress.EgressError, OAuthTokenError) as exc:
+    except (SmtpError, egress.EgressError, OAuthTokenError, ProbeCancelledError) as exc:
+        trace.checkpoint = None  # the goodbye below is not a step to cancel
         trace.finish(ok=False)
-        if not isinstance(exc, OAuthTokenError):
-            _mark_failed(trace, getattr(exc, "step", "resolve"))
-        result.diagnosis = explain(
-            exc,
-            host=config.host,
-            port=config.port,
-            timeout=config.timeout,
-            sender=sender,
-            oauth=config.token_source is not None,
-        )
-        if isinstance(exc, SmtpError) and exc.code:
-            result.server_reply = f"{exc.code} {exc.reply}".strip()
-        result.detail = str(exc)
+        if cancel is not None and cancel.is_set():
+            # Whatever the wire said after the cancel (a closed socket), the user stopped it.
+            result.cancelled = True
+        else:
+            _diagnose(result, trace, exc, config, sender)
     finally:
+        trace.checkpoint = None
         if session is not None:
             session.close()
         if trace.current is not None:  # QUIT after a failure: not the failing step
             trace.finish(ok=True)
-    result.steps = [
-        Step(s.name, STEP_LABELS.get(s.name, s.name), bool(s.ok), s.seconds, tuple(s.details))
-        for s in trace.steps
-    ]
+    result.steps = _steps(trace)
     result.transcript = trace.transcript
     result.queue_id = queue_id
     return result
+
+
+def _steps(trace: Trace) -> list[Step]:
+    now = time.monotonic()
+    return [
+        Step(
+            s.name,
+            STEP_LABELS.get(s.name, s.name),
+            s.ok,
+            s.seconds if s.ok is not None else now - s.started,
+            tuple(s.details),
+        )
+        for s in trace.steps
+    ]
+
+
+def _diagnose(
+    result: ProbeResult, trace: Trace, exc: Exception, config: SmtpConfig, sender: str
+) -> None:
+    if not isinstance(exc, OAuthTokenError):
+        _mark_failed(trace, getattr(exc, "step", "resolve"))
+    result.diagnosis = explain(
+        exc,
+        host=config.host,
+        port=config.port,
+        timeout=config.timeout,
+        sender=sender,
+        oauth=config.token_source is not None,
+    )
+    if isinstance(exc, SmtpError) and exc.code:
+        result.server_reply = f"{exc.code} {exc.reply}".strip()
+    result.detail = str(exc)
 
 
 def _mark_failed(trace: Trace, step: str) -> None:

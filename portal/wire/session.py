@@ -2,6 +2,7 @@
 
 import base64
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -61,6 +62,7 @@ class SmtpSession:
         self._context = tls_context or (None if plain else make_tls_context(config.ca_file))
         self._clock = Clock(config.timeout)
         self._transport: Transport | None = None
+        self._latest: Transport | None = None  # also while opening, for abort()
         self._sent_on_connection = 0
         self._phase = "closed"
         self._secrets = secrets_of(config.username, config.password)
@@ -106,10 +108,21 @@ class SmtpSession:
             transport.docmd("QUIT")
         transport.close()
 
+    def abort(self) -> None:
+        """From another thread: shut the socket down, so a read or write waiting on it ends now."""
+        transport = self._latest
+        sock = transport.sock if transport is not None else None
+        if sock is not None:
+            with suppress(OSError):
+                # The plain socket's shutdown: an SSLSocket's would tear its TLS state away
+                # from under the thread reading it.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
     def _open(self) -> None:
         self._phase = "open"
         implicit = self.config.security == "ssl"
         transport = Transport(self.config, self._context, self._clock, self.trace)
+        self._latest = transport
         try:
             with typed_errors(lambda: transport.step, self._secrets):
                 try:

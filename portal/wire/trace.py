@@ -1,6 +1,7 @@
 """A record of one SMTP conversation: each step with its duration, and a redacted transcript."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 REDACTED = "[redacted]"
@@ -24,6 +25,10 @@ class Trace:
         self.auth_mechanism: str | None = None
         self.secrets: list[str] = []  # set by the session: never shown, even if a server echoes
         self._secret_follows = False
+        # Told of every step begun or ended (a live view); may stop the conversation by raising
+        # before a step begins (a cancelled test).
+        self.listener: Callable[[], None] | None = None
+        self.checkpoint: Callable[[str], None] | None = None
 
     @property
     def current(self) -> TraceStep | None:
@@ -34,8 +39,11 @@ class Trace:
         current = self.current
         if current is not None and current.name == name:
             return
+        if self.checkpoint is not None:
+            self.checkpoint(name)
         self._close(current, ok=True)
         self.steps.append(TraceStep(name, time.monotonic()))
+        self._changed()
 
     def detail(self, text: str) -> None:
         if self.current is not None:
@@ -43,6 +51,11 @@ class Trace:
 
     def finish(self, ok: bool) -> None:
         self._close(self.current, ok=ok)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.listener is not None:
+            self.listener()
 
     def sent(self, data: bytes) -> None:
         line = data.decode("utf-8", errors="replace").rstrip("\r\n")

@@ -34,6 +34,17 @@ class Clock:
         self.timeout, self.until, self.length = timeout, math.inf, 0.0
 
     @contextmanager
+    def per_operation(self, seconds: float | None) -> Iterator[None]:
+        """Within the block each operation waits at most `seconds`, if that is shorter."""
+        saved = self.timeout
+        if seconds is not None:
+            self.timeout = min(seconds, saved)
+        try:
+            yield
+        finally:
+            self.timeout = saved
+
+    @contextmanager
     def window(self, seconds: float | None) -> Iterator[None]:
         """Run the block under a wall-clock deadline; an earlier, outer one stays in force."""
         saved = self.until, self.length
@@ -88,6 +99,11 @@ class Transport(smtplib.SMTP):
         self.step = "connect"
         self.connected = False
         self._buffer = bytearray()
+
+    def connect(self, host: str = "localhost", port: int = 0, source_address=None):
+        """Connect, TLS on connect, and the greeting, under the config's `connect_timeout`."""
+        with self.clock.per_operation(self.config.connect_timeout):
+            return super().connect(host, port, source_address)
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         self.step = "connect"

@@ -250,8 +250,12 @@ def settled(page: Page) -> None:
     expect(page.locator("#mail-form.htmx-added")).to_have_count(0)
 
 
-def test_superuser_connects_a_mailbox_with_oauth2(trusting_page, people, provider, xoauth2_smtp):
+def test_superuser_connects_a_mailbox_with_oauth2(
+    trusting_page, people, provider, xoauth2_smtp, workers, certs
+):
     page, smtp_port = trusting_page, str(xoauth2_smtp.port)
+    workers.env["MAIL_CA_FILE"] = str(certs.ca)  # the worker runs the connection test
+    workers.start_ready()
     log_in(page, people.superuser.email)
     page.goto("/settings/mail")
     page.get_by_label("Host", exact=True).fill("127.0.0.1")

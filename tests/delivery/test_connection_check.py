@@ -17,6 +17,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 from cryptography import x509
 from sqlalchemy import select
+from support.connection_tests import finished_panel
 from support.factories import allow_test_server, mail_config
 from support.forms import VALID, company_data, steps
 from support.smtp_servers import (
@@ -128,7 +129,7 @@ def tls(certs, web):
 
 
 def test_plain_test_sends_the_test_mail_and_shows_every_step(as_superuser, server):
-    response = as_superuser.post(GLOBAL_TEST, global_form(server.port), htmx=True)
+    response = finished_panel(as_superuser, GLOBAL_TEST, global_form(server.port))
 
     assert response.status_code == 200, response.text
     assert steps(response.text) == [(name, True) for name in OK_STEPS]
@@ -146,7 +147,9 @@ def test_plain_test_sends_the_test_mail_and_shows_every_step(as_superuser, serve
 
 def test_company_admin_tests_unsaved_company_values(as_acme, people, server):
     form = company_data(host=HOST, port=str(server.port), security="none", timeout_seconds="10")
-    response = as_acme.post(company_test(people.acme), {**form, "test_recipient": RECIPIENT})
+    response = finished_panel(
+        as_acme, company_test(people.acme), {**form, "test_recipient": RECIPIENT}, htmx=False
+    )
 
     assert response.status_code == 200, response.text
     assert "Connection works." in diagnosis(response.text)
@@ -164,7 +167,7 @@ def test_starttls_with_login_shows_tls_and_auth_details(as_superuser, tls, certs
         form = global_form(
             running.port, security="starttls", **with_login("mailer", "tls-password")
         )
-        response = as_superuser.post(GLOBAL_TEST, form, htmx=True)
+        response = finished_panel(as_superuser, GLOBAL_TEST, form)
 
     assert response.status_code == 200, response.text
     assert steps(response.text) == [
@@ -191,7 +194,7 @@ def test_implicit_tls_with_login(as_superuser, tls):
     with smtp_server(handler, implicit_tls=tls, auth=True) as running:
         allow_test_server(running.port)
         form = global_form(running.port, security="ssl", **with_login(*SERVER_LOGIN))
-        response = as_superuser.post(GLOBAL_TEST, form, htmx=True)
+        response = finished_panel(as_superuser, GLOBAL_TEST, form)
 
     assert response.status_code == 200, response.text
     names = [name for name, ok in steps(response.text) if ok]
@@ -405,7 +408,7 @@ def test_each_cause_is_diagnosed_at_its_step(as_superuser, certs, web, cause):
     case = CASES[cause]
     with misbehaving(case, certs, web) as running:
         form = global_form(running.port, **case.form)
-        response = as_superuser.post(GLOBAL_TEST, form, htmx=True)
+        response = finished_panel(as_superuser, GLOBAL_TEST, form)
 
     assert response.status_code == 200, response.text
     shown = steps(response.text)
@@ -445,7 +448,7 @@ def test_no_answer_names_the_port_and_firewalls(as_superuser, app, monkeypatch):
         return real(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", unanswered)
-    response = as_superuser.post(GLOBAL_TEST, global_form(port), htmx=True)
+    response = finished_panel(as_superuser, GLOBAL_TEST, global_form(port))
 
     assert response.status_code == 200
     assert failed_step(response.text) == "connect"
@@ -459,7 +462,7 @@ def test_greeting_timeout_through_the_endpoint_uses_the_configured_timeout(as_su
     with raw_server("silent") as silent:
         allow_test_server(silent.port)
         started = time.monotonic()
-        response = as_superuser.post(GLOBAL_TEST, global_form(silent.port), htmx=True)
+        response = finished_panel(as_superuser, GLOBAL_TEST, global_form(silent.port))
     assert 9.5 < time.monotonic() - started < 13
     assert failed_step(response.text) == "greeting"
     told = diagnosis(response.text)
@@ -573,10 +576,12 @@ def try_destination(browser, people, role: str, host: str, port: int):
     """Log in as role and test host:port; the response."""
     if role == "superuser":
         browser.login(people.superuser.email)
-        return browser.post(GLOBAL_TEST, global_form(port, host=host), htmx=True)
+        return finished_panel(browser, GLOBAL_TEST, global_form(port, host=host))
     browser.login(people.acme_admin.email)
     form = company_data(host=host, port=str(port), security="none", timeout_seconds="10")
-    return browser.post(company_test(people.acme), {**form, "test_recipient": RECIPIENT})
+    return finished_panel(
+        browser, company_test(people.acme), {**form, "test_recipient": RECIPIENT}, htmx=False
+    )
 
 
 @pytest.mark.parametrize(("host", "port", "full"), FORBIDDEN, ids=FORBIDDEN_IDS)
@@ -618,7 +623,9 @@ def test_superuser_is_told_exactly_why_a_destination_is_refused(
 
 def test_odd_ipv4_spelling_is_refused_by_the_form(as_superuser, trap):
     running, attempts = trap
-    response = as_superuser.post(GLOBAL_TEST, global_form(running.port, host="0177.0.0.1"))
+    response = finished_panel(
+        as_superuser, GLOBAL_TEST, global_form(running.port, host="0177.0.0.1"), htmx=False
+    )
     assert response.status_code == 422
     assert diagnosis(response.text) == "Correct these fields first: Host."
     assert attempts == [] and running.handler.connections == [] and audited_tests() == []
@@ -645,7 +652,7 @@ def saved_login(as_superuser, app):
 
 def test_empty_password_uses_the_stored_one_for_the_same_server(as_superuser, saved_login):
     running, form = saved_login
-    response = as_superuser.post(GLOBAL_TEST, {**form, "password": ""}, htmx=True)
+    response = finished_panel(as_superuser, GLOBAL_TEST, {**form, "password": ""})
 
     assert response.status_code == 200, response.text
     assert "Connection works." in diagnosis(response.text)
@@ -665,7 +672,7 @@ def test_stored_password_is_never_sent_to_another_server(as_superuser, saved_log
             "security": "starttls",
         }
         data = {**form, change: changed[change], "password": ""}
-        response = as_superuser.post(GLOBAL_TEST, data, htmx=True)
+        response = finished_panel(as_superuser, GLOBAL_TEST, data)
 
         assert response.status_code == 422
         assert diagnosis(response.text) == MSG_PASSWORD_AGAIN
@@ -684,8 +691,8 @@ def test_too_many_tests_by_one_user(as_superuser, people, server, web, limit):
         allowed = 2
     form = global_form(server.port)
     for _ in range(allowed):
-        assert as_superuser.post(GLOBAL_TEST, form, htmx=True).status_code == 200
-    response = as_superuser.post(GLOBAL_TEST, form, htmx=True)
+        assert finished_panel(as_superuser, GLOBAL_TEST, form).status_code == 200
+    response = finished_panel(as_superuser, GLOBAL_TEST, form)
 
     assert response.status_code == 429
     assert diagnosis(response.text).startswith(
@@ -698,7 +705,9 @@ def test_too_many_tests_by_one_user(as_superuser, people, server, web, limit):
     other = Browser(web.test_client())
     other.login(people.acme_admin.email)
     company_form = company_data(host=HOST, port=str(server.port), security="none")
-    response = other.post(company_test(people.acme), {**company_form, "test_recipient": RECIPIENT})
+    response = finished_panel(
+        other, company_test(people.acme), {**company_form, "test_recipient": RECIPIENT}, htmx=False
+    )
     assert response.status_code == 200 and "Connection works." in response.text
 
 
@@ -709,7 +718,7 @@ def test_one_running_test_per_company(as_acme, app, people, server):
     redis.set(key, 1, ex=60)  # another web worker is testing Acme's settings
     form = company_data(host=HOST, port=str(server.port), security="none")
     form["test_recipient"] = RECIPIENT
-    response = as_acme.post(company_test(people.acme), form, htmx=True)
+    response = finished_panel(as_acme, company_test(people.acme), form)
 
     assert response.status_code == 429
     assert diagnosis(response.text) == "A test of these settings is already running: wait for it."
@@ -717,18 +726,18 @@ def test_one_running_test_per_company(as_acme, app, people, server):
     assert redis.exists(key)  # the refused request does not release the other's lock
 
     redis.delete(key)
-    response = as_acme.post(company_test(people.acme), form, htmx=True)
+    response = finished_panel(as_acme, company_test(people.acme), form)
     assert response.status_code == 200 and "Connection works." in response.text
     assert not redis.exists(key)  # released when the test ended
 
 
 def test_lock_of_one_company_does_not_block_the_global_page(as_superuser, app, people, server):
     redis_client.connection(app).set(LOCK_KEY.format(people.acme.id), 1, ex=60)
-    response = as_superuser.post(GLOBAL_TEST, global_form(server.port), htmx=True)
+    response = finished_panel(as_superuser, GLOBAL_TEST, global_form(server.port))
     assert response.status_code == 200 and "Connection works." in response.text
 
     redis_client.connection(app).set(LOCK_KEY.format("global"), 1, ex=60)
-    response = as_superuser.post(GLOBAL_TEST, global_form(server.port), htmx=True)
+    response = finished_panel(as_superuser, GLOBAL_TEST, global_form(server.port))
     assert response.status_code == 429 and "already running" in response.text
 
 
@@ -742,8 +751,8 @@ def test_each_test_is_audited_and_listed_without_secrets(as_acme, people):
         form = company_data(host=HOST, port=str(running.port), security="none")
         form.update(test_recipient=RECIPIENT, **with_login("acme", "acme-smtp-pass"))
         url = company_test(people.acme)
-        good = as_acme.post(url, form, htmx=True)
-        bad = as_acme.post(url, {**form, "password": "wrong-smtp-pass"}, htmx=True)
+        good = finished_panel(as_acme, url, form)
+        bad = finished_panel(as_acme, url, {**form, "password": "wrong-smtp-pass"})
 
     server = f"{HOST}:{running.port}"
     assert [(r.company_id, r.actor_id, r.changes) for r in audited_tests()] == [
@@ -778,7 +787,7 @@ def test_echoed_credentials_are_redacted_everywhere(as_superuser, app):
     with raw_server("no_starttls") as careless:
         allow_test_server(careless.port)
         form = global_form(careless.port, **with_login("mailer", "echoed-password"))
-        response = as_superuser.post(GLOBAL_TEST, form, htmx=True)
+        response = finished_panel(as_superuser, GLOBAL_TEST, form)
 
     assert failed_step(response.text) == "auth"
     assert any(line.startswith("AUTH PLAIN ") for line in careless.handler)  # it was echoed
@@ -802,7 +811,7 @@ def test_echoed_credentials_are_redacted_everywhere(as_superuser, app):
     ],
 )
 def test_refused_input_is_422_and_connects_nowhere(as_superuser, server, overrides, message):
-    response = as_superuser.post(GLOBAL_TEST, global_form(server.port, **overrides), htmx=True)
+    response = finished_panel(as_superuser, GLOBAL_TEST, global_form(server.port, **overrides))
     assert response.status_code == 422
     assert diagnosis(response.text) == message
     assert server.handler.connections == [] and audited_tests() == []
@@ -810,7 +819,9 @@ def test_refused_input_is_422_and_connects_nowhere(as_superuser, server, overrid
 
 def test_admin_cannot_test_another_company(as_acme, people, server):
     form = company_data(host=HOST, port=str(server.port), security="none")
-    response = as_acme.post(company_test(people.globex), {**form, "test_recipient": RECIPIENT})
+    response = finished_panel(
+        as_acme, company_test(people.globex), {**form, "test_recipient": RECIPIENT}, htmx=False
+    )
     assert response.status_code == 404
     assert as_acme.post(GLOBAL_TEST, global_form(server.port)).status_code == 403
     assert server.handler.connections == [] and audited_tests() == []

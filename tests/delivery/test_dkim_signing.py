@@ -6,6 +6,7 @@ from email import policy
 
 import dkim
 import pytest
+from support.connection_tests import finished_panel
 from support.dkim import PublishedDns, dkim_base, publish_and_activate, shown_records
 from support.factories import configure, queue, row, run_queued_jobs
 from support.forms import VALID
@@ -160,7 +161,7 @@ def connection_test(client, port: int) -> str:
     }
     for name in ("auth_enabled", "username", "password"):
         data.pop(name)
-    response = client.post("/settings/mail/test", data, htmx=True)
+    response = finished_panel(client, "/settings/mail/test", data)
     assert response.status_code == 200, response.text
     return response.text
 

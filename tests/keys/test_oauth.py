@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from sqlalchemy import select, update
+from support.connection_tests import finished_panel
 from support.factories import queue, row
 from support.forms import GLOBAL_URL, steps
 from support.oauth import (
@@ -175,7 +176,7 @@ def test_company_connects_its_own_mailbox(browser, people, provider, smtp):
 def test_connection_test_with_oauth_refreshes_and_sends(connected, provider, smtp):
     form = {**oauth_form(provider, smtp.port), "test_recipient": "check@example.org"}
     form.pop("oauth_client_secret")  # saved; the test uses the saved authorization
-    page = connected.post("/settings/mail/test", form, htmx=True).text
+    page = finished_panel(connected, "/settings/mail/test", form).text
     assert steps(page)[:3] == [("token", True), ("resolve", True), ("connect", True)]
     assert ("auth", True) in steps(page) and "Connection works." in page
     assert provider.refresh_count == 1  # a test always checks the refresh token
@@ -187,7 +188,7 @@ def test_connection_test_tells_a_failed_refresh_from_a_refused_token(connected, 
     form = {**oauth_form(provider, smtp.port), "test_recipient": "check@example.org"}
     form.pop("oauth_client_secret")
     provider.revoke_all()
-    page = connected.post("/settings/mail/test", form, htmx=True).text
+    page = finished_panel(connected, "/settings/mail/test", form).text
     assert steps(page) == [("token", False)]
     assert "Token refresh failed" in page and "Authorize the mailbox again" in page
     assert smtp.handler.connections == []
@@ -195,7 +196,7 @@ def test_connection_test_tells_a_failed_refresh_from_a_refused_token(connected, 
     back = consent(connected, provider)
     assert back.status_code == 303
     smtp.handler.xoauth2 = lambda **_: False
-    page = connected.post("/settings/mail/test", form, htmx=True).text
+    page = finished_panel(connected, "/settings/mail/test", form).text
     assert ("token", True) in steps(page) and ("auth", False) in steps(page)
     assert "SMTP refused the token" in page
     assert provider.refresh_count == 2  # the test's fresh token, then one more after the 535
@@ -210,7 +211,7 @@ def test_no_token_or_secret_in_pages_logs_or_jobs(connected, provider, smtp, peo
         seen.append(connected.post(GLOBAL_URL, refresh, htmx=True).text)
         form = {**oauth_form(provider, smtp.port), "test_recipient": "check@example.org"}
         seen.append(connected.post(GLOBAL_URL, form, htmx=True).text)
-        seen.append(connected.post("/settings/mail/test", form, htmx=True).text)
+        seen.append(finished_panel(connected, "/settings/mail/test", form).text)
         (message,) = queue(people.acme)
         redis = redis_client.connection(app)
         seen += [repr(redis.hgetall(key)) for key in redis.keys("rq:job:*")]

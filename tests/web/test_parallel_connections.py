@@ -4,6 +4,7 @@ import re
 
 import pytest
 from sqlalchemy import select
+from support.connection_tests import finished_panel
 from support.factories import allow_test_server, mail_config
 from support.forms import GLOBAL_URL, VALID, at_field, company_data, company_url, saved_global
 
@@ -80,7 +81,7 @@ def test_a_connection_test_runs_whatever_the_field_holds(as_superuser, server, v
     unsent = ["auth_enabled", "username", "password"] + (["max_sessions"] if value is None else [])
     for name in unsent:
         form.pop(name)
-    response = as_superuser.post("/settings/mail/test", form, htmx=True)
+    response = finished_panel(as_superuser, "/settings/mail/test", form)
     assert response.status_code == 200, response.text
     assert "Correct these fields first" not in response.text
     (arrived,) = server.handler.messages
