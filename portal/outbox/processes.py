@@ -56,7 +56,7 @@ def _seen(worker: Worker) -> WorkerSeen:
         name=worker.name,
         hostname=worker.hostname or "",
         pid=worker.pid,
-        state=worker.get_state(),
+        state=worker.get_state() if worker.get_state() != "?" else "unknown",  # RQ's "no state"
         last_heartbeat=as_utc(worker.last_heartbeat) if worker.last_heartbeat else None,
         job=_job_of(worker),
     )
