@@ -104,3 +104,28 @@ def test_the_open_dashboard_shows_new_mail_without_a_reload(page, people, busy):
     db.session.commit()
     expect(page.locator("#total-queued")).to_have_text("5", timeout=15_000)
     assert_not_reloaded(page)
+
+
+HIDE = """() => {
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+  window.__triggered = 0;
+  window.__sent = 0;
+  // On <body>: it hears a poll's request before the document-wide listener cancels it.
+  document.body.addEventListener("htmx:beforeRequest", () => { window.__triggered += 1; });
+  document.body.addEventListener("htmx:beforeSend", () => { window.__sent += 1; });
+}"""
+SHOW = """() => {
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => false});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_hidden_tab_stops_polling_and_refreshes_when_shown(page, people, busy):
+    open_dashboard(page, people)
+    page.evaluate(HIDE)
+    page.wait_for_function("() => window.__triggered >= 2", timeout=15_000)
+    assert page.evaluate("window.__sent") == 0  # each poll was due, and none went out
+    mail(people.acme, "queued", "While hidden")
+    db.session.commit()
+    page.evaluate(SHOW)
+    expect(page.locator("#total-queued")).to_have_text("5")
