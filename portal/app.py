@@ -19,6 +19,7 @@ from portal.web import (
     api_keys,
     auth,
     companies,
+    dashboard,
     dkim,
     headers,
     health,
@@ -70,6 +71,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(maillog.bp)
     app.register_blueprint(api_keys.bp)
     app.register_blueprint(dkim.bp)
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
     app.register_blueprint(health.bp)

@@ -229,6 +229,8 @@ class OutboxMessage(db.Model):
         Index(
             "ix_outbox_messages_company_status_created", "company_id", "status", "created_at", "id"
         ),
+        # The queue dashboard's mail sent per minute: one range of the sent mail's recent end.
+        Index("ix_outbox_messages_status_sent", "status", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -37,3 +37,10 @@ document.addEventListener("click", (event) => {
     button.textContent = "Copied";
   });
 });
+// A live part marked data-pause-hidden does not poll while its tab is hidden; it refreshes
+// when the tab is shown again (its hx-trigger listens for visibilitychange).
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (document.hidden && event.target.closest && event.target.closest("[data-pause-hidden]")) {
+    event.preventDefault();
+  }
+});

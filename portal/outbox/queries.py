@@ -64,6 +64,7 @@ class LogFilter:
     since: date | None = None  # first day shown, UTC
     until: date | None = None  # last day shown, UTC
     search: str = ""  # recipient or subject, case-insensitive substring
+    lane: str | None = None  # one SMTP destination's mail (the queue dashboard's links)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ def _filtered(filters: LogFilter):
     query = scoped(select(*LIST_COLUMNS), OutboxMessage, filters.scope)
     if filters.status:
         query = query.where(OutboxMessage.status == filters.status)
+    if filters.lane:
+        query = query.where(OutboxMessage.lane == filters.lane)
     if filters.since:
         query = query.where(
             OutboxMessage.created_at >= datetime.combine(filters.since, time(), UTC)

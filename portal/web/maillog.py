@@ -1,5 +1,6 @@
 """The mail log: every mail of a company (or all, for the superuser), its detail and resend."""
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -18,17 +19,18 @@ from werkzeug.datastructures import MultiDict
 
 from portal.extensions import db
 from portal.models import FINAL_STATUSES, Company, as_utc
-from portal.outbox import handoff, queries
+from portal.outbox import dashboard, handoff, queries
 from portal.outbox.queries import STATUSES, CursorError, LogFilter, Page
 from portal.tenancy import ALL, GLOBAL, Scope
 from portal.web.access import current_scope, superuser_required, visible_company
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 
 bp = Blueprint("maillog", __name__)
-FILTER_FIELDS = ("status", "from", "to", "q", "company")
+FILTER_FIELDS = ("status", "from", "to", "q", "company", "lane")
 MAX_IDS = 2 * queries.DEFAULT_PAGE_SIZE  # per resend or poll request
 MAX_SEARCH_CHARS = 200
 MSG_BAD_DATE = "Enter a date as YYYY-MM-DD."
+LANE = re.compile(r"[0-9a-f]{64}")  # a lane key (settings.resolution.session_key)
 MSG_BAD_IDS = "Select at least one mail."
 MSG_ONE_TIME_LINK = (
     "Mails with a one-time link are never sent again: send a new invitation or reset link."
@@ -50,9 +52,9 @@ class Listing:
         """The page without filters."""
         return self.url(_filters=False)
 
-    def url(self, _filters: bool = True, **extra) -> str:
+    def url(self, _filters: bool = True, _without: str = "", **extra) -> str:
         url_args = {"company_id": self.company.id} if self.company is not None else {}
-        filters = {k: v for k, v in self.values.items() if v and _filters}
+        filters = {k: v for k, v in self.values.items() if v and _filters and k != _without}
         return url_for(self.endpoint, **url_args, **filters, **extra)
 
 
@@ -99,7 +101,10 @@ def _parse(listing: Listing, args: MultiDict) -> LogFilter:
     if since and until and since > until:
         errors["to"] = "The end date is before the start date."
     search = listing.values["q"][:MAX_SEARCH_CHARS]
-    return LogFilter(listing.scope, status or None, since, until, search)
+    lane = listing.values["lane"]
+    if lane and not LANE.fullmatch(lane):
+        errors["lane"] = "This server link is broken: open it again from the queue dashboard."
+    return LogFilter(listing.scope, status or None, since, until, search, lane or None)
 
 
 def _page(listing: Listing, filters: LogFilter, cursor: str) -> Page:
@@ -119,6 +124,13 @@ def _company_names() -> dict[int, str]:
     return {company_id: name for company_id, name in db.session.execute(query)}
 
 
+def _lane_server(lane: str) -> dashboard.Server | None:
+    """The server a lane filter names, for the filter form to say so."""
+    if not LANE.fullmatch(lane):
+        return None
+    return dashboard.server_of(lane, dashboard.servers())
+
+
 def _render(listing: Listing, page: Page, cursor: str = "", notice: str | None = None):
     page_template = (
         "maillog/company.html" if listing.endpoint.endswith("company_log") else "maillog/all.html"
@@ -132,6 +144,7 @@ def _render(listing: Listing, page: Page, cursor: str = "", notice: str | None =
         "notice": notice,
         "statuses": STATUSES,
         "pending": [row.id for row in page.rows if row.status not in FINAL_STATUSES],
+        "lane_server": _lane_server(listing.values.get("lane", "")),
     }
     status = UNPROCESSABLE if listing.errors else 200
     return respond(page_template, "maillog/_rows.html", status, **context)
