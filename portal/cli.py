@@ -1,4 +1,4 @@
-"""The `portal` console's own commands: users, companies, the demo and a test mail."""
+"""The `portal` console's own commands: users, companies, the demo, a test mail, key rotation."""
 
 import secrets
 
@@ -10,6 +10,7 @@ from sqlalchemy import select
 from portal import accounts, demo
 from portal.exceptions import MailValidationError
 from portal.extensions import db
+from portal.keys import rotation
 from portal.models import Company, User
 from portal.outbox import intake
 
@@ -70,6 +71,34 @@ def send_mail(company_name: str | None, to: tuple[str, ...], subject: str, text:
     click.echo(f"queued mail {message.id} {message.message_id}")
 
 
+@click.command("rotate-secrets")
+@click.option(
+    "--batch-size",
+    default=rotation.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows re-encrypted per commit.",
+)
+@with_appcontext
+def rotate_secrets(batch_size: int) -> None:
+    """Re-encrypt every stored secret with the first key of PORTAL_ENCRYPTION_KEYS."""
+    unreadable = 0
+    for kind, counts in rotation.rotate_all(batch_size):
+        line = f"{kind.name}: {counts.rotated} rotated, {counts.current} already current"
+        if counts.changed:
+            line += f", {counts.changed} changed meanwhile (left to their writer)"
+        if counts.unreadable:
+            line += f", {counts.unreadable} not readable with any configured key"
+        click.echo(line)
+        unreadable += counts.unreadable
+    if unreadable:
+        # Left as they were: dropping the key that made them would lose them for good.
+        raise click.ClickException(
+            f"{unreadable} stored secrets could not be decrypted and were left as they were: "
+            "add the key that encrypted them to PORTAL_ENCRYPTION_KEYS and run this again"
+        )
+
+
 def init_app(app: Flask) -> None:
-    for command in (create_superuser, create_company, demo_command, send_mail):
+    for command in (create_superuser, create_company, demo_command, send_mail, rotate_secrets):
         app.cli.add_command(command)
