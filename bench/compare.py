@@ -216,6 +216,8 @@ def main() -> None:
                 {
                     "PORTAL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
                     "SECRET_KEY": uuid.uuid4().hex,
+                    # Production mode (a PostgreSQL DATABASE_URL) needs the base URL too.
+                    "PORTAL_BASE_URL": "http://127.0.0.1:5000",
                     **PATIENT_SWEEP,
                 }
             )

@@ -198,6 +198,8 @@ def measure(args: argparse.Namespace) -> None:
                 "PORTAL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
                 "PORTAL_INSTANCE_PATH": str(work / "instance"),
                 "SECRET_KEY": uuid.uuid4().hex,
+                # Production mode (a PostgreSQL DATABASE_URL) needs the base URL too.
+                "PORTAL_BASE_URL": "http://127.0.0.1:5000",
             }
         )
         from portal import redis_client

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from portal import cli, config, crypto, redis_client
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
+from portal.exceptions import ConfigError
 from portal.extensions import csrf, db, limiter, login_manager, migrate
 from portal.web import (
     account,
@@ -143,6 +144,14 @@ def _register_error_pages(app: Flask) -> None:
         app.register_error_handler(code, _error_page)
 
 
-@click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=True)
+def _console_app() -> Flask:
+    """The app of the `portal` console: a configuration it cannot run on is one clear line."""
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=FlaskGroup, create_app=_console_app, add_default_commands=True)
 def main() -> None:
     """Manage the mail settings portal."""

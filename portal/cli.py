@@ -1,4 +1,4 @@
-"""The `portal` console's own commands: users, companies, the demo, a test mail, metrics."""
+"""The `portal` console's own commands: users, companies, the demo, test mail, metrics, keys."""
 
 import secrets
 from wsgiref.simple_server import make_server
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from portal import accounts, demo, metrics
 from portal.exceptions import MailValidationError
 from portal.extensions import db
+from portal.keys import rotation
 from portal.models import Company, User
 from portal.outbox import intake
 
@@ -86,6 +87,35 @@ def metrics_server(host: str, port: int) -> None:
         server.serve_forever()
 
 
+@click.command("rotate-secrets")
+@click.option(
+    "--batch-size",
+    default=rotation.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows re-encrypted per commit.",
+)
+@with_appcontext
+def rotate_secrets(batch_size: int) -> None:
+    """Re-encrypt every stored secret with the first key of PORTAL_ENCRYPTION_KEYS."""
+    unreadable = 0
+    for kind, counts in rotation.rotate_all(batch_size):
+        line = f"{kind.name}: {counts.rotated} rotated, {counts.current} already current"
+        if counts.changed:
+            line += f", {counts.changed} changed meanwhile (left to their writer)"
+        if counts.unreadable:
+            line += f", {counts.unreadable} not readable with any configured key"
+        click.echo(line)
+        unreadable += counts.unreadable
+    if unreadable:
+        # Left as they were: dropping the key that made them would lose them for good.
+        raise click.ClickException(
+            f"{unreadable} stored secrets could not be decrypted and were left as they were: "
+            "add the key that encrypted them to PORTAL_ENCRYPTION_KEYS and run this again"
+        )
+
+
 def init_app(app: Flask) -> None:
-    for command in (create_superuser, create_company, demo_command, send_mail, metrics_server):
+    commands = (create_superuser, create_company, demo_command, send_mail)
+    for command in (*commands, metrics_server, rotate_secrets):
         app.cli.add_command(command)

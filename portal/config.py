@@ -5,6 +5,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from portal.exceptions import ConfigError
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_PATH = ROOT / "instance"
 DEFAULT_API_RATE_LIMIT = "600 per minute"  # per API key, over both operations
@@ -13,6 +15,9 @@ MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # one mail, and one API request carrying i
 PRODUCTION = "production"
 DEFAULT_BASE_URL = "http://127.0.0.1:5000"  # where `make run` serves
 DEFAULT_TRUSTED_HOSTS = "127.0.0.1,localhost"
+# What every host of a production portal must share: none of it is made up under instance/.
+PRODUCTION_REQUIRED = ("SECRET_KEY", "PORTAL_ENCRYPTION_KEYS", "REDIS_URL", "PORTAL_BASE_URL")
+POSTGRES_SCHEMES = ("postgres", "postgresql")
 
 
 def database_url(url: str | None, instance_path: Path) -> str:
@@ -134,17 +139,43 @@ def _host_list(hosts: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return [h.strip().lower() for h in hosts or () if h.strip()]
 
 
+def production_reason(config: dict) -> str | None:
+    """Why the portal runs in production mode ("PORTAL_ENV is production"); None when it does not.
+
+    A PostgreSQL DATABASE_URL means several hosts may share the data, so it counts too: a
+    secret made up on one host would be unknown to the others. SQLALCHEMY_DATABASE_URI,
+    which no environment variable sets, does not count.
+    """
+    if config.get("PORTAL_ENV") == PRODUCTION:
+        return "PORTAL_ENV is production"
+    scheme = urlsplit(config.get("DATABASE_URL") or "").scheme.split("+")[0]
+    if scheme in POSTGRES_SCHEMES:
+        return "DATABASE_URL is PostgreSQL"
+    return None
+
+
+def check_production(config: dict) -> None:
+    """Refuse, naming every missing variable at once, to run production mode on made-up secrets."""
+    reason = production_reason(config)
+    missing = [name for name in PRODUCTION_REQUIRED if not config.get(name)]
+    if reason and missing:
+        raise ConfigError(
+            f"production mode ({reason}) needs {', '.join(missing)}: set them in the environment, "
+            "the same on every host (nothing is generated under instance/ in production mode)"
+        )
+
+
 def finish(config: dict) -> None:
     """Settle the values that follow from others, once the app's config is complete.
 
-    The base URL defaults to Flask's SERVER_NAME when one is set, else to the demo's
-    address; production refuses to start without one, rather than mail links to 127.0.0.1.
+    Production mode refuses to start without the values every host must share (see
+    `check_production`). Otherwise the base URL defaults to Flask's SERVER_NAME when one is
+    set, else to the demo's address.
     """
+    check_production(config)
     production = config["PORTAL_ENV"] == PRODUCTION
     base = config.get("PORTAL_BASE_URL")
     if not base:
-        if production:
-            raise RuntimeError("PORTAL_BASE_URL must be set when PORTAL_ENV is production")
         server = config.get("SERVER_NAME")
         base = f"{config['PREFERRED_URL_SCHEME']}://{server}" if server else DEFAULT_BASE_URL
     parts = urlsplit(base)

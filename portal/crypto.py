@@ -5,7 +5,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, current_app
 
-from portal.exceptions import SecretError
+from portal.exceptions import ConfigError, SecretError
 
 KEY_FILE_NAME = "encryption.keys"
 
@@ -27,8 +27,24 @@ def load_keys(app: Flask) -> list[bytes]:
     return keys
 
 
+def _fernets(keys: list[bytes]) -> list[Fernet]:
+    fernets = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            fernets.append(Fernet(key))
+        except ValueError:
+            # The position only: the message ends up in logs, and the key must not.
+            raise ConfigError(
+                f"encryption key {position} of {len(keys)} (PORTAL_ENCRYPTION_KEYS) is not a "
+                "Fernet key: 32 url-safe base64-encoded bytes, as Fernet.generate_key() makes"
+            ) from None
+    return fernets
+
+
 def init_app(app: Flask) -> None:
-    app.extensions["portal.fernet"] = MultiFernet([Fernet(k) for k in load_keys(app)])
+    fernets = _fernets(load_keys(app))
+    app.extensions["portal.fernet"] = MultiFernet(fernets)
+    app.extensions["portal.fernet.newest"] = fernets[0]
 
 
 def _fernet() -> MultiFernet:
@@ -54,5 +70,21 @@ def decrypt_bytes(token: bytes) -> bytes:
     """Decrypt binary data with any configured key."""
     try:
         return _fernet().decrypt(token)
+    except InvalidToken as exc:
+        raise SecretError("a stored secret cannot be decrypted with the configured keys") from exc
+
+
+def rotated(token: bytes) -> bytes | None:
+    """The token re-encrypted with the newest key (`MultiFernet.rotate`, its timestamp kept).
+
+    None when the newest key made it already, so rotating twice changes nothing.
+    """
+    try:
+        current_app.extensions["portal.fernet.newest"].decrypt(token)
+        return None
+    except InvalidToken:
+        pass
+    try:
+        return _fernet().rotate(token)
     except InvalidToken as exc:
         raise SecretError("a stored secret cannot be decrypted with the configured keys") from exc

@@ -9,6 +9,10 @@ class SecretError(PortalError):
     """A secret cannot be encrypted or decrypted with the configured keys."""
 
 
+class ConfigError(PortalError, RuntimeError):
+    """The configuration cannot run: the message names every variable to set or fix."""
+
+
 class LoginThrottledError(PortalError):
     """Too many failed log-ins: no password is checked for `retry_after` more seconds."""
 

@@ -36,6 +36,9 @@ class Workers:
             "PORTAL_ENCRYPTION_KEYS": app_config["PORTAL_ENCRYPTION_KEYS"],
             "PORTAL_INSTANCE_PATH": app_config["INSTANCE_PATH"],
             "SECRET_KEY": app_config["SECRET_KEY"],
+            # A PostgreSQL DATABASE_URL is production mode, which needs the base URL: the
+            # test app's own (from its SERVER_NAME), so links in mail match either way.
+            "PORTAL_BASE_URL": f"http://{app_config['SERVER_NAME']}",
             "PORTAL_WORKER_PROCESSES": "1",
             "MAIL_SWEEP_SECONDS": "1",
             "MAIL_LEASE_SECONDS": "3",
