@@ -3,11 +3,12 @@
 import secrets
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from portal import accounts, demo
+from portal.delivery import sweeper
 from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import Company, User
@@ -73,3 +74,11 @@ def send_mail(company_name: str | None, to: tuple[str, ...], subject: str, text:
 def init_app(app: Flask) -> None:
     for command in (create_superuser, create_company, demo_command, send_mail):
         app.cli.add_command(command)
+    app.cli.add_command(sweeper_command)
+
+
+@click.command("sweeper")
+@with_appcontext
+def sweeper_command() -> None:
+    """Run the elected sweep and retention purge in the foreground until SIGTERM."""
+    sweeper.run_foreground(current_app._get_current_object())
