@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from portal import redis_client
 from portal.delivery.sweeper import SWEEPER_KEY
+from support.web import CSRF, PASSWORD
 from support.workers import ROOT, WAIT_SECONDS
 
 PORTAL = "from portal.app import main; main()"
@@ -123,9 +124,8 @@ def redis_with_sentinel(directory: Path, service: str) -> Iterator[tuple[int, in
         os.environ.copy(),
         directory / "master.log",
     )  # fmt: skip
-    sentinel = spawn(
-        [str(REDIS_SERVER), str(config), "--sentinel"], os.environ.copy(), directory / "sentinel.log"
-    )
+    command = [str(REDIS_SERVER), str(config), "--sentinel"]
+    sentinel = spawn(command, os.environ.copy(), directory / "sentinel.log")
     try:
         if not _names_master(sentinel_port, service, master_port):
             log = (directory / "sentinel.log").read_text(errors="replace")[-500:]
@@ -150,3 +150,35 @@ def _names_master(sentinel_port: int, service: str, master_port: int) -> bool:
     finally:
         sentinel.close()
         master.close()
+
+
+def start_web(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    """A web host: gunicorn serving the portal on a loopback port, as the Procfile runs it."""
+    command = [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        "--worker-class", "gthread", "--threads", "4", "portal.app:create_app()",
+    ]  # fmt: skip
+    process = spawn(command, env, log)
+    wait_until_serving(f"http://127.0.0.1:{port}")
+    return process
+
+
+def csrf_token(page: str) -> str:
+    """The CSRF token of a page's form."""
+    match = CSRF.search(page)
+    assert match, "no CSRF token on the page"
+    return match.group(1) or match.group(2)
+
+
+def log_in(base_url: str, email: str) -> requests.Session:
+    """Log in over HTTP as a browser does (CSRF token from the login page); the session."""
+    session = requests.Session()
+    token = csrf_token(session.get(f"{base_url}/login", timeout=30).text)
+    answer = session.post(
+        f"{base_url}/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": token},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 302, answer.text
+    return session
