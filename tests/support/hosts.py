@@ -92,10 +92,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_serving(base_url: str) -> None:
-    """Poll the login page until the web host answers."""
+def wait_until_serving(base_url: str, process: subprocess.Popen) -> None:
+    """Poll the login page until the web host answers; fail at once if its process ended."""
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the web host for {base_url} exited with {process.returncode}")
         with contextlib.suppress(requests.ConnectionError):
             if requests.get(f"{base_url}/login", timeout=5).status_code == 200:
                 return
@@ -159,7 +161,7 @@ def start_web(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
         "--worker-class", "gthread", "--threads", "4", "portal.app:create_app()",
     ]  # fmt: skip
     process = spawn(command, env, log)
-    wait_until_serving(f"http://127.0.0.1:{port}")
+    wait_until_serving(f"http://127.0.0.1:{port}", process)
     return process
 
 
