@@ -99,9 +99,17 @@ def _private_instance(instance: Path) -> None:
 
 
 def _init_limiter(app: Flask) -> None:
-    """Flask-Limiter on the same Redis as the queue (the embedded one when REDIS_URL is unset)."""
+    """Flask-Limiter on the same Redis as the queue (the embedded one when REDIS_URL is unset).
+
+    RATELIMIT_STORAGE_URI, when set, wins; with REDIS_SENTINELS it is the sentinels' master.
+    """
     url = app.config.get("REDIS_URL")
-    if url:
+    if app.config.get("RATELIMIT_STORAGE_URI"):
+        storage = app.config["RATELIMIT_STORAGE_URI"]
+    elif app.config.get("REDIS_SENTINELS"):
+        storage, options = redis_client.limiter_storage(app.config)
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", options)
+    elif url:
         storage = url.replace("unix://", "redis+unix://", 1) if url.startswith("unix:") else url
     else:
         storage = "redis+unix://" + str(Path(app.instance_path) / redis_client.SOCKET_NAME)
@@ -111,7 +119,7 @@ def _init_limiter(app: Flask) -> None:
             # The limiter's storage must be up before any limit is checked; cached after once.
             redis_client.connection()
 
-    app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+    app.config["RATELIMIT_STORAGE_URI"] = storage
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
     # Its warnings (Redis unreachable, limits kept in memory) belong in the app's log.

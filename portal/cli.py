@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from portal import accounts, demo, metrics
+from portal.delivery import sweeper
 from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.keys import rotation
@@ -119,3 +120,11 @@ def init_app(app: Flask) -> None:
     commands = (create_superuser, create_company, demo_command, send_mail)
     for command in (*commands, metrics_server, rotate_secrets):
         app.cli.add_command(command)
+    app.cli.add_command(sweeper_command)
+
+
+@click.command("sweeper")
+@with_appcontext
+def sweeper_command() -> None:
+    """Run the elected sweep and retention purge in the foreground until SIGTERM."""
+    sweeper.run_foreground(current_app._get_current_object())

