@@ -20,14 +20,9 @@ from portal.delivery import lanes
 from portal.delivery.election import Election, election_for
 from portal.extensions import db
 from portal.outbox import retention, store
+from portal.outbox.processes import SWEEPER_KEY
 
 log = logging.getLogger(__name__)
-
-SWEEPER_KEY = "portal:sweeper"
-"""Redis HASH of the holder's last round: `host` (its worker name, host:namespace:pid), `at`
-(unix time, float) and `released` (mails requeued in that round, int). It lives in the Redis
-database of the queue; keys, unlike the wake-up's pub/sub channels, are per database already,
-so the name has no database suffix."""
 
 PURGED_KEY = "portal:sweeper:purged"
 """Unix time of the last retention purge, by whichever holder: a takeover does not purge

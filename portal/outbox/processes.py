@@ -14,9 +14,11 @@ from rq.serializers import JSONSerializer
 from portal import redis_client
 from portal.models import as_utc
 
-# Written by the elected sweeper after each round: host (its worker name), at (unix time),
-# released (mails whose lease ran out, requeued in that round).
 SWEEPER_KEY = "portal:sweeper"
+"""Redis HASH of the elected sweeper's last round: `host` (its worker name, host:namespace:pid),
+`at` (unix time, float) and `released` (mails requeued in that round, int). It lives in the
+Redis database of the queue; keys, unlike the wake-up's pub/sub channels, are per database
+already, so the name has no database suffix."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def _moment(value: str) -> datetime | None:
         return None
 
 
-def _sweeper(fields: dict[bytes, bytes]) -> SweeperRun | None:
+def sweeper_run(fields: dict[bytes, bytes]) -> SweeperRun | None:
+    """The sweeper's last round from its HASH's fields; None when none is recorded."""
     if not fields:
         return None
     return SweeperRun(
@@ -89,7 +92,7 @@ def seen() -> Processes:
     try:
         workers = Worker.all(connection=connection, serializer=JSONSerializer)
         found = sorted((_seen(worker) for worker in workers), key=lambda w: w.name)
-        sweeper = _sweeper(connection.hgetall(SWEEPER_KEY))
+        sweeper = sweeper_run(connection.hgetall(SWEEPER_KEY))
     except RedisError as exc:
         return Processes(None, None, f"Redis did not answer ({type(exc).__name__}).")
     return Processes(found, sweeper)

@@ -17,10 +17,10 @@ from sqlalchemy.pool import NullPool
 
 from portal import redis_client
 from portal.extensions import db
+from portal.outbox import processes
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 2  # per check: connecting, and the statement or command
-SWEEPER_KEY = "portal:sweeper"  # written by the elected sweeper: host, at (unix time), released
 UNKNOWN = "unknown"
 
 
@@ -97,18 +97,14 @@ def workers(app: Flask) -> dict | str:
 def sweeper(app: Flask) -> dict | str:
     """The sweeper's last run as it recorded it, or "unknown" (not run yet, or Redis down)."""
     try:
-        fields = _redis(app).hgetall(SWEEPER_KEY)
+        fields = _redis(app).hgetall(processes.SWEEPER_KEY)
     except (RedisError, OSError):
         return UNKNOWN
-    if not fields:
-        return UNKNOWN
-    values = {k.decode(): v.decode() for k, v in fields.items()}
-    try:
-        at = float(values.get("at", ""))
-    except ValueError:
+    run = processes.sweeper_run(fields)
+    if run is None or run.at is None:
         return UNKNOWN
     return {
-        "host": values.get("host", UNKNOWN),
-        "last_run_seconds_ago": round(time.time() - at, 1),
-        "released": int(values["released"]) if values.get("released", "").isdigit() else None,
+        "host": run.host or UNKNOWN,
+        "last_run_seconds_ago": round(time.time() - run.at.timestamp(), 1),
+        "released": int(run.released) if run.released.isdigit() else None,
     }
