@@ -121,6 +121,11 @@ def _init_limiter(app: Flask) -> None:
 
     app.config["RATELIMIT_STORAGE_URI"] = storage
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # The limiter is one object for every app of the process (the tests make many): init_app
+    # adds to the last app's storage options and keeps its storage's "dead" mark, so both
+    # start afresh here (Flask-Limiter 4.1 attributes; pinned).
+    limiter._storage_options.clear()
+    limiter._storage_dead = False
     limiter.init_app(app)
     # Its warnings (Redis unreachable, limits kept in memory) belong in the app's log.
     limiter.logger.addHandler(default_handler)

@@ -256,6 +256,7 @@ def test_metrics_server_serves_another_process_counts_behind_the_token(
         "PORTAL_ENCRYPTION_KEYS": app_config["PORTAL_ENCRYPTION_KEYS"],
         "PORTAL_INSTANCE_PATH": app_config["INSTANCE_PATH"],
         "SECRET_KEY": app_config["SECRET_KEY"],
+        "PORTAL_BASE_URL": f"http://{app_config['SERVER_NAME']}",  # production mode on PostgreSQL
         "PROMETHEUS_MULTIPROC_DIR": str(shared),
         "METRICS_TOKEN": TOKEN,
     }

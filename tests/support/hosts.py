@@ -38,6 +38,7 @@ def host_env(app_config: dict, instance: Path, **overrides: str) -> dict[str, st
         "PORTAL_ENCRYPTION_KEYS": app_config["PORTAL_ENCRYPTION_KEYS"],
         "SECRET_KEY": app_config["SECRET_KEY"],
         "PORTAL_INSTANCE_PATH": str(instance),
+        "PORTAL_BASE_URL": f"http://{app_config['SERVER_NAME']}",  # production mode on PostgreSQL
         "MAIL_SWEEP_SECONDS": "1",
         **overrides,
     }
