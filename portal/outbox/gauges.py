@@ -7,26 +7,8 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import (
-    STATUS_DEFERRED,
-    STATUS_FAILED,
-    STATUS_QUEUED,
-    STATUS_SENDING,
-    STATUS_SENT,
-    STATUS_UNKNOWN,
-    OutboxMessage,
-    as_utc,
-    utcnow,
-)
-
-STATUSES = (
-    STATUS_QUEUED,
-    STATUS_SENDING,
-    STATUS_DEFERRED,
-    STATUS_SENT,
-    STATUS_FAILED,
-    STATUS_UNKNOWN,
-)
+from portal.models import STATUS_QUEUED, OutboxMessage, as_utc, utcnow
+from portal.outbox.queries import STATUSES
 
 
 class OutboxCollector:
