@@ -1,5 +1,4 @@
 import logging
-from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
@@ -8,10 +7,7 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-# The app's own loggers (created before migrations run, in tests and `portal db`) stay on.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# Logging is the app's own (portal.logs, set up by create_app): alembic's lines go through it.
 logger = logging.getLogger("alembic.env")
 
 

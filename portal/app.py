@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 from flask import Flask, render_template, request
 from flask.cli import FlaskGroup
-from flask.logging import default_handler
 from werkzeug.exceptions import HTTPException
 
-from portal import cli, config, crypto, redis_client
+from portal import cli, config, crypto, logs, redis_client
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.exceptions import ConfigError
 from portal.extensions import csrf, db, limiter, login_manager, migrate
@@ -28,6 +27,7 @@ from portal.web import (
     mail_settings,
     maillog,
     oauth_connect,
+    request_log,
 )
 from portal.web.labels import AUTH_METHOD_NAMES, FIELD_LABELS, SECURITY_NAMES
 
@@ -45,6 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_object(Config)
     app.config.from_mapping(test_config)
     config.finish(app.config)
+    logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     _private_instance(Path(app.instance_path))
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
@@ -55,6 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
     hosts.init_app(app)  # first: an untrusted Host is refused before anything else runs
+    request_log.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
@@ -127,8 +129,6 @@ def _init_limiter(app: Flask) -> None:
     limiter._storage_options.clear()
     limiter._storage_dead = False
     limiter.init_app(app)
-    # Its warnings (Redis unreachable, limits kept in memory) belong in the app's log.
-    limiter.logger.addHandler(default_handler)
 
 
 def _instance_secret(instance: Path) -> str:

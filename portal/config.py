@@ -1,10 +1,12 @@
 """The app's configuration: each default declared once, overridable from the environment."""
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from portal import logs
 from portal.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +144,9 @@ class Config:
     METRICS_ALLOW_NETWORKS = os.environ.get("METRICS_ALLOW_NETWORKS")
     # prometheus-client's multiprocess directory, shared by the processes of one host.
     PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # Every process logs to stderr: JSON lines (one object per record) or plain text.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", logs.DEFAULT_FORMAT)
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", logs.DEFAULT_LEVEL)
 
 
 def _host_list(hosts: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -186,6 +191,10 @@ def finish(config: dict) -> None:
     set, else to the demo's address.
     """
     check_production(config)
+    if config["LOG_FORMAT"] not in logs.FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(logs.FORMATS)}")
+    if not isinstance(logging.getLevelName(str(config["LOG_LEVEL"]).upper()), int):
+        raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     production = config["PORTAL_ENV"] == PRODUCTION
     base = config.get("PORTAL_BASE_URL")
     if not base:

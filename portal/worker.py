@@ -8,7 +8,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
-from portal import redis_client
+from portal import logs, redis_client
 from portal.app import create_app
 from portal.delivery.engine import Engine
 from portal.outbox import handoff
@@ -38,7 +38,7 @@ class PortalWorker(SimpleWorker):
     def execute_job(self, job, queue):
         if PortalWorker.app is None:
             PortalWorker.app = create_app()
-        with PortalWorker.app.app_context():
+        with PortalWorker.app.app_context(), logs.bound(job_id=job.id):
             return super().execute_job(job, queue)
 
 

@@ -1,11 +1,12 @@
 """A batch: mails of one SMTP configuration over one session, outcomes committed in groups."""
 
+import logging
 import time
 from datetime import timedelta
 
 from flask import current_app
 
-from portal import metrics
+from portal import logs, metrics
 from portal.delivery.signing import Signer
 from portal.delivery.smtp_config import smtp_config
 from portal.exceptions import OAuthTokenError, SecretError
@@ -25,6 +26,7 @@ from portal.wire.config import SmtpConfig, with_first_token
 from portal.wire.errors import SmtpError, SmtpRecipientsRefusedError, SmtpUnknownOutcomeError
 from portal.wire.session import SmtpSession
 
+log = logging.getLogger(__name__)
 # Failures at these steps say nothing about one mail: the whole session's mails wait.
 SESSION_STEPS = frozenset({"resolve", "connect", "greeting", "ehlo", "starttls", "tls", "auth"})
 
@@ -74,33 +76,34 @@ class Batch:
             if self.session is None:
                 self.session, self.on_connection = SmtpSession(self.config, self.deadline), 0
                 self.session_started = time.monotonic()
-            self.on_connection += 1
-            try:
-                raw = self._signed(row)
-                delivery = self.session.send(row.envelope_from, self._pending(row), raw)
-            except SecretError as exc:
-                self._finish(row, STATUS_FAILED, str(exc))
-            except SmtpUnknownOutcomeError as exc:
-                self._finish(row, STATUS_UNKNOWN, str(exc))
-                self._drop()
-            except SmtpRecipientsRefusedError as exc:
-                self._refused(row, exc.recipients, {})
-            except OAuthTokenError as exc:
-                # Mail waiting for an admin (re-authorize, fix the client) never gives up.
-                self._defer_all(rows[index:], exc.message, waits=exc.admin_action)
-                return
-            except SmtpError as exc:
-                if exc.step in SESSION_STEPS:
-                    self._defer_all(rows[index:], str(exc))
-                    return
-                if exc.permanent:
+            with logs.bound(mail_id=row.id, company_id=row.company_id):
+                self.on_connection += 1
+                try:
+                    raw = self._signed(row)
+                    delivery = self.session.send(row.envelope_from, self._pending(row), raw)
+                except SecretError as exc:
                     self._finish(row, STATUS_FAILED, str(exc))
-                else:
-                    self._defer(row, str(exc))
+                except SmtpUnknownOutcomeError as exc:
+                    self._finish(row, STATUS_UNKNOWN, str(exc))
                     self._drop()
-            else:
-                self._refused(row, delivery.refused, delivery, accepted=delivery.accepted)
-            self._maybe_flush()
+                except SmtpRecipientsRefusedError as exc:
+                    self._refused(row, exc.recipients, {})
+                except OAuthTokenError as exc:
+                    # Mail waiting for an admin (re-authorize, fix the client) never gives up.
+                    self._defer_all(rows[index:], exc.message, waits=exc.admin_action)
+                    return
+                except SmtpError as exc:
+                    if exc.step in SESSION_STEPS:
+                        self._defer_all(rows[index:], str(exc))
+                        return
+                    if exc.permanent:
+                        self._finish(row, STATUS_FAILED, str(exc))
+                    else:
+                        self._defer(row, str(exc))
+                        self._drop()
+                else:
+                    self._refused(row, delivery.refused, delivery, accepted=delivery.accepted)
+                self._maybe_flush()
 
     def close(self) -> None:
         """Say goodbye to the server and commit what is still waiting."""
@@ -169,6 +172,14 @@ class Batch:
         if not self.outcomes:
             self.first_outcome_at = time.monotonic()
         self.outcomes.append((row.id, self.server, values))
+        log.info(
+            "mail %s %s via %s: %s",
+            row.id,
+            values["status"],
+            self.server,
+            values["last_reply"],
+            extra={"mail_id": row.id, "company_id": row.company_id, "outcome": values["status"]},
+        )
 
     def _finish(self, row, status: str, reply: str, results: dict | None = None) -> None:
         values = {"status": status, "last_reply": reply, "lease_until": None}

@@ -123,7 +123,6 @@ class Sweeper:
 
 def run_foreground(app: Flask) -> None:
     """`portal sweeper`: the elected rounds alone, in this thread, until SIGTERM or Ctrl-C."""
-    logging.basicConfig(level=logging.INFO)  # unless the app configured logging already
     sweeper = Sweeper(app)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sweeper.stop())

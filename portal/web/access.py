@@ -5,7 +5,7 @@ from functools import wraps
 from flask import abort
 from flask_login import current_user, login_required
 
-from portal import tenancy
+from portal import logs, tenancy
 from portal.models import Company
 
 
@@ -27,6 +27,8 @@ def current_scope() -> tenancy.Scope:
     scope = tenancy.scope_of(current_user)
     if scope is None:
         abort(404)
+    if isinstance(scope, int):
+        logs.bind(company_id=scope)
     return scope
 
 
@@ -35,4 +37,5 @@ def visible_company(company_id: int) -> Company:
     company = tenancy.find(Company, company_id, current_scope())
     if company is None:
         abort(404)
+    logs.bind(company_id=company.id)
     return company

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from portal import outbox, tenancy
+from portal import logs, outbox, tenancy
 from portal.exceptions import MailValidationError
 from portal.extensions import db, limiter
 from portal.keys import api_keys
@@ -124,6 +124,7 @@ def _authenticate():
         return _refused()
     db.session.commit()  # last_used_at
     g.api_key = key
+    logs.bind(company_id=key.company_id)
     # A batch has its own cap: many small mails, never many large ones in one request.
     cap = (
         "API_MAX_BATCH_BYTES" if request.endpoint == "api.create_batch" else "API_MAX_REQUEST_BYTES"
