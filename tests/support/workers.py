@@ -23,6 +23,7 @@ from support.smtp_servers import RecordingHandler
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WAIT_SECONDS = 120  # a bound for a broken build, not a speed target
+STOP_GRACE_SECONDS = 10
 
 
 class Workers:
@@ -80,10 +81,19 @@ class Workers:
             process.wait()
 
     def stop_all(self) -> None:
-        """Stop every worker still running, and kill what lingers of their groups."""
-        for process in self.running:
-            if process.poll() is None:
-                self.kill(process, signal.SIGTERM)
+        """Stop every worker still running (all at once), and kill what lingers of their groups.
+
+        The tests after this one need the processes gone, not a graceful end: a warm shutdown
+        gets STOP_GRACE_SECONDS in all before the groups are killed.
+        """
+        running = [p for p in self.running if p.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(deadline - time.monotonic(), 0.01))
         for process in self.running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # the pool's children, if any linger
