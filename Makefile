@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo
-	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/honcho start
 
 ## test: install and run the whole suite (SQLite; PostgreSQL with TEST_DATABASE_URL)
 test: $(STAMP)
