@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run: install, migrate the embedded SQLite database, seed the demo and serve on :$(PORT)
+run: export LOG_FORMAT ?= text
 run: $(STAMP)
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo
-	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start
 
 ## test: install and run the whole suite (SQLite; PostgreSQL with TEST_DATABASE_URL)
 test: $(STAMP)
