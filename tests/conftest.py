@@ -4,6 +4,7 @@ Also the servers more than one test module talks to: SMTP, the OAuth2 provider, 
 Helpers that are not fixtures live in support/.
 """
 
+import logging
 import os
 import threading
 import uuid
@@ -39,6 +40,11 @@ from support.smtp_servers import (  # noqa: E402
 )
 from support.web import PASSWORD, Browser  # noqa: E402
 from support.workers import Workers  # noqa: E402
+
+# The test servers' own chatter (aiosmtpd's connections, the live server's requests) is logged
+# from their threads between tests too; the portal's lines are what the tests read.
+for _chatty in ("mail.log", "werkzeug"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 
 def _create_pg_database(url: str) -> tuple[str, str]:
