@@ -139,20 +139,22 @@ def test_passwords_in_urls_and_bearer_credentials_are_scrubbed(text, shown):
     assert logs.scrub(text) == shown
 
 
+def queued_through(workers, people, port: int, password: str) -> OutboxMessage:
+    """Global settings logging in as `mailer` with this password, a worker, and one mail."""
+    sealed = crypto.encrypt(password)
+    configure(port=port, auth_enabled=True, username="mailer", password_encrypted=sealed)
+    workers.start_ready()
+    [mail] = queue(people.acme, 1)
+    return mail
+
+
 def test_a_workers_lines_are_json_with_the_mail_company_and_job_ids_and_no_secret(
     workers, people, web, tmp_path
 ):
     """A real worker.py: the mail's outcome, RQ's own lines and a job's, with a planted password."""
     planted = f"PW-{uuid.uuid4()}"
     with smtp_server(RecordingHandler(user="mailer", password=planted), auth=True) as server:
-        configure(
-            port=server.port,
-            auth_enabled=True,
-            username="mailer",
-            password_encrypted=crypto.encrypt(planted),
-        )
-        workers.start_ready()
-        [mail] = queue(people.acme, 1)
+        mail = queued_through(workers, people, server.port, planted)
         wait_until_final(1)
         # A reset request is an RQ job in the worker; its mail carries a one-time link.
         visitor = Browser(web.test_client())
@@ -177,14 +179,7 @@ def test_a_workers_lines_are_json_with_the_mail_company_and_job_ids_and_no_secre
 def test_a_refused_password_is_never_written_to_the_workers_log(workers, people, tmp_path):
     planted = f"PW-{uuid.uuid4()}"
     with smtp_server(RecordingHandler(user="mailer", password="the real one"), auth=True) as srv:
-        configure(
-            port=srv.port,
-            auth_enabled=True,
-            username="mailer",
-            password_encrypted=crypto.encrypt(planted),
-        )
-        workers.start_ready()
-        [mail] = queue(people.acme, 1)
+        mail = queued_through(workers, people, srv.port, planted)
         wait_for(lambda: db.session.get(OutboxMessage, mail.id).attempts >= 1, "the first attempt")
         workers.stop_all()
 
