@@ -9,6 +9,8 @@ from support.smtp_servers import RecordingHandler, server_context, smtp_server
 
 from portal import crypto, delivery
 from portal.delivery import connection_check
+from portal.extensions import db
+from portal.outbox import store
 from portal.settings.resolution import resolve
 
 SENDER_ONLY = {
@@ -95,3 +97,16 @@ def test_the_connection_test_of_a_sender_override_uses_the_global_server_and_pas
     assert outcome.server == f"127.0.0.1:{server.port}" == f"127.0.0.1:{resolve(people.acme).port}"
     assert [a for c in handler.connections for a in c.auths] == [("global", True, True)]
     assert _from(handler.messages[0]) == "Acme Billing <noreply@example.com>"
+
+
+def test_the_global_mailbox_waits_for_companies_following_its_authentication_only(app, people):
+    glob = configure()
+    configure(people.acme, override_server=False, override_auth=False, override_delivery=False)
+    configure(people.globex, override_sender=False, override_delivery=False)
+    mails = [*queue(people.acme), *queue(people.globex), *queue(None)]
+    for mail in mails:
+        mail.status = "deferred"
+    db.session.commit()
+    # Acme's mail and the mail of no company wait for the global mailbox; Globex has its own.
+    assert store.waiting(glob) == 2
+    assert store.waiting(people.globex.mail_config) == 1
