@@ -36,6 +36,15 @@ def save(page: Page) -> Response:
     return answer.value
 
 
+def fits(page: Page, width: int) -> bool:
+    """Whether the page, at this width, has nothing to scroll sideways to."""
+    desktop = page.viewport_size
+    page.set_viewport_size({"width": width, "height": 800})
+    fitting = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.set_viewport_size(desktop)
+    return fitting
+
+
 def source(page: Page, group: str):
     return page.locator(f"#group-{group} .source-badge")
 
@@ -69,6 +78,7 @@ def test_company_admin_overrides_the_sender_name_only_then_uses_the_global_one_a
     expect(page.get_by_label("Password", exact=True)).to_have_count(0)
     shot(page, "acme-email-sender-overridden")
     shot_phone(page, "acme-email-sender-overridden-phone")
+    assert fits(page, 360), "the tab scrolls sideways at 360 px"
     db.session.expire_all()
     assert resolve(acme).sender_name == "Acme Billing"
     assert resolve(acme).password_encrypted == global_mail.password_encrypted
