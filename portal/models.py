@@ -17,6 +17,7 @@ from sqlalchemy import (
     false,
     inspect,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -142,6 +143,12 @@ class MailConfig(db.Model):
     egress_extra_ports: Mapped[str | None] = mapped_column(String(200))
     # Global only: how long sent mail is kept (days); 0 deletes it right after sending.
     retention_days: Mapped[int | None] = mapped_column()
+    # A company's row: which groups of fields it sets for itself; the others follow the global
+    # row. Rows saved before per-group settings set every group, as they did then.
+    override_server: Mapped[bool] = mapped_column(default=True, server_default=true())
+    override_auth: Mapped[bool] = mapped_column(default=True, server_default=true())
+    override_sender: Mapped[bool] = mapped_column(default=True, server_default=true())
+    override_delivery: Mapped[bool] = mapped_column(default=True, server_default=true())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
     company: Mapped[Company | None] = relationship(back_populates="mail_config")

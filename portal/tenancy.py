@@ -41,9 +41,17 @@ def find(model, row_id: int, scope: Scope):
 def served_by(config: MailConfig, column):
     """Rows (by their company id `column`) of the companies whose mail this configuration sends.
 
-    The global configuration serves mail of no company and of every company without its own.
+    The global configuration serves mail of no company and of every company without its own
+    authentication (a company's own server brings its own authentication).
     """
     if config.company_id is not None:
         return column == config.company_id
-    own = select(Company.id).where(Company.use_own_mail_settings.is_(True))
+    own = (
+        select(Company.id)
+        .join(MailConfig, MailConfig.company_id == Company.id)
+        .where(
+            Company.use_own_mail_settings.is_(True),
+            or_(MailConfig.override_server.is_(True), MailConfig.override_auth.is_(True)),
+        )
+    )
     return or_(column.is_(None), column.not_in(own))

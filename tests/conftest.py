@@ -69,6 +69,20 @@ def database_url(tmp_path_factory):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def blank_database_url(tmp_path):
+    """An empty database of its own (SQLite, or beside TEST_DATABASE_URL), for a migration."""
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    admin_url = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    url, name = _create_pg_database(admin_url)
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """TEST_REDIS_URL (the suite's own database number), or an embedded real Redis."""

@@ -82,7 +82,12 @@ def prepare(
     """Check these settings values (saved or not) can be tested; TestRefusedError if not."""
     typed = typed_password
     password = None
-    if uses_oauth(values):
+    auth_config_id = saved.id if saved is not None else None
+    if "auth_enabled" not in values:
+        # The company follows the global authentication, hence the global server too: the
+        # global credentials go only where resolve() sends them.
+        password, auth_config_id = _inherited_auth(company)
+    elif uses_oauth(values):
         if saved is None or saved.grant is None:
             raise TestRefusedError(MSG_AUTHORIZE_FIRST)
         if grant_moved(saved, values):
@@ -96,7 +101,6 @@ def prepare(
         recipient = normalize_email(recipient)
     except Exception as exc:  # noqa: BLE001 - every reason gets the same message
         raise TestRefusedError("Enter the address the test mail goes to.") from exc
-    auth_config_id = saved.id if saved is not None else None
     settings = resolution.resolve_for_test(company, values, auth_config_id)
     try:
         composed = compose(
@@ -121,6 +125,19 @@ def prepare(
         signed.raw,
         signed.summary,
     )
+
+
+def _inherited_auth(company: Company | None) -> tuple[str | None, int | None]:
+    """The password and the authorizing row of the authentication in force for a company."""
+    in_force = resolution.resolve(company)
+    if in_force.uses_oauth:
+        glob = resolution.global_config()
+        if glob is None or glob.grant is None:
+            raise TestRefusedError(MSG_AUTHORIZE_FIRST)
+        return None, in_force.auth_config_id
+    if in_force.auth_enabled and in_force.password_encrypted:
+        return crypto.decrypt(in_force.password_encrypted), in_force.auth_config_id
+    return None, in_force.auth_config_id
 
 
 def run(

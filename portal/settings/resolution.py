@@ -98,6 +98,27 @@ GLOBAL_ONLY_FIELDS = (
 )
 # Optional fields a company leaves empty to keep the global value.
 INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
+# A company sets each group for itself ("Override") or follows the global settings in it.
+GROUPS = MappingProxyType(
+    {
+        "server": ("host", "port", "security", "timeout_seconds", "max_sessions"),
+        "auth": (
+            "auth_enabled",
+            "username",
+            "password_encrypted",
+            "auth_method",
+            "oauth_client_id",
+            "oauth_client_secret_encrypted",
+            "oauth_authorize_url",
+            "oauth_token_url",
+            "oauth_revoke_url",
+            "oauth_scopes",
+        ),
+        "sender": ("sender_address", "sender_name", "reply_to"),
+        "delivery": ("group_sends", "footer_html", "footer_text"),
+    }
+)
+GROUP_OF = MappingProxyType({name: group for group, names in GROUPS.items() for name in names})
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,8 @@ class EffectiveSettings:
     sources: MappingProxyType = field(compare=False)
     # The configuration row whose authentication is in force (its OAuth2 grant is used).
     auth_config_id: int | None = None
+    # The groups the company sets for itself (empty: it follows the global settings in all).
+    overrides: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def has_password(self) -> bool:
@@ -203,14 +226,33 @@ def resolve(company: Company | None) -> EffectiveSettings:
     return merge(company.id if company is not None else None, global_config(), own)
 
 
+def overridden(own: MailConfig | None) -> frozenset[str]:
+    """The groups a company's row, when in use, sets for itself.
+
+    A company's server always comes with the company's own authentication: credentials belong
+    to a destination, so the global password or token never goes to a host a company chose.
+    """
+    if own is None:
+        return frozenset()
+    # A row not yet flushed has None: its column default, every group, as before groups existed.
+    groups = {group for group in GROUPS if getattr(own, f"override_{group}") is not False}
+    if "server" in groups:
+        groups.add("auth")
+    return frozenset(groups)
+
+
 def merge(
     company_id: int | None, glob: MailConfig | None, own: MailConfig | None
 ) -> EffectiveSettings:
-    """The settings in force given the global row and the company's own row, when it is in use."""
+    """The settings in force given the global row and the company's own row, when it is in use.
+
+    Field by field: a company's value applies when the company overrides the field's group.
+    """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    groups = overridden(own)
     for name, default in DEFAULTS.items():
-        if own is not None and name in COMPANY_FIELDS:
+        if own is not None and name in COMPANY_FIELDS and GROUP_OF[name] in groups:
             value = getattr(own, name)
             if value is None and default is not None:
                 # A row saved before the column existed (max_sessions): the company's form shows
@@ -225,11 +267,12 @@ def merge(
             values[name], sources[name] = value, SOURCE_GLOBAL
         else:
             values[name], sources[name] = default, SOURCE_DEFAULT
-    auth_row = own if own is not None else glob
+    auth_row = own if "auth" in groups else glob
     return EffectiveSettings(
         company_id=company_id,
         sources=MappingProxyType(sources),
         auth_config_id=auth_row.id if auth_row is not None else None,
+        overrides=groups,
         **values,
     )
 
@@ -241,8 +284,9 @@ def resolve_for_test(
 
     No stored password comes along: the test is given the typed or the decrypted one.
     """
+    typed = {name: value for name, value in values.items() if name in DEFAULTS}
     return replace(
-        resolve(company), **values, password_encrypted=None, auth_config_id=auth_config_id
+        resolve(company), **typed, password_encrypted=None, auth_config_id=auth_config_id
     )
 
 

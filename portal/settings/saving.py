@@ -10,6 +10,8 @@ from portal.settings.resolution import (
     COMPANY_FIELDS,
     DEFAULTS,
     GLOBAL_ONLY_FIELDS,
+    GROUP_OF,
+    GROUPS,
     env_seed,
     global_config,
 )
@@ -42,23 +44,30 @@ def uses_oauth(values: dict[str, Any]) -> bool:
 
 
 def form_values(form) -> dict[str, Any]:
-    """The stored values a submitted mail form asks for."""
+    """The stored values a submitted mail form asks for (a company's: its groups' only)."""
+    groups: frozenset[str] | None = getattr(form, "groups", None)
     values: dict[str, Any] = {}
     for name in COMPANY_FIELDS + GLOBAL_ONLY_FIELDS:
         if name in NOT_STORED or not hasattr(form, name):
+            continue
+        if groups is not None and GROUP_OF.get(name) not in groups:
             continue
         value = getattr(form, name).data
         values[name] = value.strip() if isinstance(value, str) else value
         if values[name] == "":
             values[name] = None
-    if not values["auth_enabled"]:
-        values["username"] = None
-    if not uses_oauth(values):
-        for name in [n for n in values if n.startswith("oauth_")]:
-            values[name] = None
+    if "auth_enabled" in values:
+        if not values["auth_enabled"]:
+            values["username"] = None
+        if not uses_oauth(values):
+            for name in [n for n in values if n.startswith("oauth_")]:
+                values[name] = None
     if not values.get("default_sender_enabled", True):
         values["all_use_default_sender"] = False
-    values["footer_html"], values["footer_text"] = sanitize_footer(values["footer_html"])
+    if "footer_html" in values:
+        values["footer_html"], values["footer_text"] = sanitize_footer(values["footer_html"])
+    if groups is not None:
+        values.update({f"override_{group}": group in groups for group in GROUPS})
     return values
 
 
@@ -76,14 +85,18 @@ def prefill(config: MailConfig | None, *, with_global_only: bool) -> dict[str, A
 def password_problem(
     config: MailConfig | None, values: dict[str, Any], new_password: str, remove: bool
 ) -> str | None:
-    """Why the submitted password choice cannot be saved, or None."""
+    """Why the submitted password choice cannot be saved, or None (no password asked for)."""
+    if "auth_enabled" not in values:
+        return None  # authentication in force is the global one, which this form does not set
     if not values["auth_enabled"] or uses_oauth(values) or new_password:
         return None
     if remove:
         return MSG_REMOVE_WITH_AUTH
     if config is None or not config.has_password:
         return MSG_PASSWORD_NEEDED
-    if any(getattr(config, name) != values[name] for name in DESTINATION_FIELDS):
+    if any(name in values and getattr(config, name) != values[name] for name in DESTINATION_FIELDS):
+        return MSG_PASSWORD_AGAIN
+    if "override_server" in values and bool(config.override_server) != values["override_server"]:
         return MSG_PASSWORD_AGAIN
     return None
 
@@ -92,7 +105,7 @@ def secret_problem(
     config: MailConfig | None, values: dict[str, Any], new_secret: str
 ) -> str | None:
     """Why the OAuth2 client secret choice cannot be saved, or None."""
-    if not uses_oauth(values) or new_secret:
+    if "auth_enabled" not in values or not uses_oauth(values) or new_secret:
         return None
     if config is None or not config.has_client_secret:
         return MSG_SECRET_NEEDED
@@ -105,9 +118,11 @@ def grant_moved(config: MailConfig | None, values: dict[str, Any]) -> bool:
     """Whether these values would send the saved grant's tokens elsewhere (or not use it)."""
     if config is None or config.grant is None:
         return False
-    if not uses_oauth(values):
-        return True
-    return any(getattr(config, name) != values[name] for name in GRANT_FIELDS)
+    if "auth_enabled" not in values or not uses_oauth(values):
+        return True  # not in use (a company following the global authentication): forgotten
+    if "override_server" in values and bool(config.override_server) != values["override_server"]:
+        return True  # the tokens would go to another server
+    return any(name in values and getattr(config, name) != values[name] for name in GRANT_FIELDS)
 
 
 def apply(
@@ -128,17 +143,25 @@ def apply(
     if new_password:
         config.password_encrypted = crypto.encrypt(new_password)
         changes["password"] = PASSWORD_CHANGED
-    elif (not values["auth_enabled"] or uses_oauth(values)) and config.has_password:
+    elif not _password_in_use(values) and config.has_password:
         # Without password authentication a stored password has no use; do not keep it.
         config.password_encrypted = None
         changes["password"] = PASSWORD_REMOVED
     if new_secret:
         config.oauth_client_secret_encrypted = crypto.encrypt(new_secret)
         changes["client_secret"] = PASSWORD_CHANGED
-    elif not uses_oauth(values) and config.has_client_secret:
+    elif not _oauth_in_use(values) and config.has_client_secret:
         config.oauth_client_secret_encrypted = None
         changes["client_secret"] = PASSWORD_REMOVED
     return changes
+
+
+def _password_in_use(values: dict[str, Any]) -> bool:
+    return "auth_enabled" in values and values["auth_enabled"] and not uses_oauth(values)
+
+
+def _oauth_in_use(values: dict[str, Any]) -> bool:
+    return "auth_enabled" in values and uses_oauth(values)
 
 
 def company_config(company: Company) -> MailConfig:
@@ -146,7 +169,9 @@ def company_config(company: Company) -> MailConfig:
     if company.mail_config is None:
         # Start from the declared defaults so the first save audits only real choices.
         defaults = {k: v for k, v in DEFAULTS.items() if v is not None}
-        company.mail_config = MailConfig(company_id=company.id, **defaults)
+        # ... and from following the global settings in every group, as it did until now.
+        follows = {f"override_{group}": False for group in GROUPS}
+        company.mail_config = MailConfig(company_id=company.id, **defaults, **follows)
         db.session.add(company.mail_config)
     return company.mail_config
 

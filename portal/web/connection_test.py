@@ -18,7 +18,8 @@ from portal.models import Company, MailConfig
 from portal.settings.resolution import global_config
 from portal.settings.saving import form_values
 from portal.web.access import superuser_required, visible_company
-from portal.web.forms import CompanyMailForm, GlobalMailForm
+from portal.web.company_form import company_form
+from portal.web.forms import GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE
 
 bp = Blueprint("connection_test", __name__)
@@ -123,7 +124,7 @@ def cancel(test_id: str):
 def test_company(company_id: int):
     """Start a test of a company's form values against the real server."""
     company = visible_company(company_id)
-    return _start(CompanyMailForm(), company.mail_config, company)
+    return _start(company_form(company), company.mail_config, company)
 
 
 @bp.get("/companies/<int:company_id>/email/test/<test_id>")

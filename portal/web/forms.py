@@ -15,9 +15,11 @@ from portal.settings.resolution import (
     DEFAULT_MAX_SESSIONS,
     DEFAULT_TIMEOUT_SECONDS,
     DEFAULTS,
+    GROUP_OF,
     MAX_MAX_SESSIONS,
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
+    EffectiveSettings,
     clear_auth_problem,
     egress_policy,
 )
@@ -219,11 +221,54 @@ class MailForm(FlaskForm):
         return True
 
 
+# The inputs of the write-only secrets belong to the authentication group too.
+FORM_GROUP_OF = {
+    **GROUP_OF,
+    "password": "auth",
+    "remove_password": "auth",
+    "oauth_client_secret": "auth",
+}
+
+
 class CompanyMailForm(MailForm):
-    use_own = BooleanField("Use company-specific mail settings")
+    """A company's Email tab: only the groups it overrides are checked (and saved)."""
+
+    def __init__(
+        self,
+        *args,
+        groups: frozenset[str] = frozenset(),
+        in_force: EffectiveSettings | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.groups = groups
+        self.effective = in_force
 
     def in_force(self) -> bool:
-        return bool(self.use_own.data)
+        return "server" in self.groups
+
+    def validate(self, extra_validators=None) -> bool:
+        super().validate(extra_validators)
+        for f in self:
+            group = FORM_GROUP_OF.get(f.name)
+            if group is not None and group not in self.groups:
+                f.errors = []  # a group the company follows: its values are not the company's
+        self._check_clear_auth()
+        return not any(f.errors for f in self)
+
+    def _check_clear_auth(self) -> None:
+        """The company's own password over the global server is refused in clear, as anywhere."""
+        if "auth" not in self.groups or "server" in self.groups or self.effective is None:
+            return
+        problem = clear_auth_problem(
+            self.effective.host,
+            self.effective.security,
+            self.auth_enabled.data,
+            self.auth_method.data,
+            self.egress_policy(),
+        )
+        if problem:
+            self.auth_enabled.errors.append(problem)
 
 
 class GlobalMailForm(MailForm):

@@ -19,7 +19,7 @@ from portal.extensions import db
 from portal.keys import oauth
 from portal.models import Company, MailConfig
 from portal.outbox import store
-from portal.settings.resolution import USUAL_PORTS, global_config, resolve
+from portal.settings.resolution import USUAL_PORTS, global_config, merge
 from portal.settings.saving import (
     apply,
     company_config,
@@ -31,7 +31,8 @@ from portal.settings.saving import (
 )
 from portal.web import connection_test, dkim, oauth_connect
 from portal.web.access import superuser_required, visible_company
-from portal.web.forms import CompanyMailForm, GlobalMailForm
+from portal.web.company_form import company_form, unshown
+from portal.web.forms import GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond, wants_partial
 
 bp = Blueprint("mail_settings", __name__)
@@ -58,10 +59,13 @@ def _save(form, config: MailConfig | None, company: Company | None) -> bool:
         form.oauth_client_secret.errors.append(secret)
     if problem or secret:
         return False
+    if company is not None and config is None and not form.groups:
+        return True  # following the global settings in every group, as it already does
     changes = apply(config or company_config(company), values, new_password, new_secret)
-    if company is not None and not company.use_own_mail_settings:
-        company.use_own_mail_settings = True
-        changes["use_own_mail_settings"] = {"old": False, "new": True}
+    if company is not None and company.use_own_mail_settings != bool(form.groups):
+        # The switch the versioned cache and the lanes read: on while any group is overridden.
+        old, company.use_own_mail_settings = company.use_own_mail_settings, bool(form.groups)
+        changes["use_own_mail_settings"] = {"old": old, "new": company.use_own_mail_settings}
     audit.record("mail_settings.update", changes, current_user, company)
     db.session.commit()
     return True
@@ -118,9 +122,11 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
     context["test_action"] = url_for(
         "mail_settings.connection_test.test_company", company_id=company.id
     )
-    context["effective"] = effective = resolve(company)
-    # Only an inheriting company's page says the global mailbox needs an authorization.
-    glob = global_config() if effective.source("auth_method") == "global" else None
+    context["groups"] = form.groups
+    # What the groups the company follows bring: the global values, as resolve() merges them.
+    context["inherited"] = merge(company.id, global_config(), None)
+    # Only a page following the global authentication says the global mailbox needs one.
+    glob = global_config() if "auth" not in form.groups else None
     context["global_reauth"] = bool(
         glob and glob.uses_oauth and glob.grant and glob.grant.reauth_needed
     )
@@ -146,36 +152,16 @@ def global_settings():
     return _render(form, company=None, config=config, saved=saved)
 
 
-def _company_form(company: Company) -> CompanyMailForm:
-    """The Email tab's form: posted values, or prefilled from the company's or global values."""
-    if request.method == "POST" and "host" in request.form:
-        return CompanyMailForm()
-    source = company.mail_config or global_config()
-    data = prefill(source, with_global_only=False)
-    if request.method == "POST":
-        data["use_own"] = bool(request.form.get("use_own"))
-    else:
-        data["use_own"] = company.use_own_mail_settings
-    return CompanyMailForm(formdata=None, data=data)
-
-
 @bp.route("/companies/<int:company_id>/email", methods=["GET", "POST"])
 @login_required
 def company(company_id: int):
     company = visible_company(company_id)
-    form = _company_form(company)
+    form = company_form(company)
     saved = False
     _provider_defaults(form)
-    if request.method == "POST" and not request.form.get("_refresh"):
-        if form.use_own.data:
-            saved = _save(form, company.mail_config, company)
-        else:
-            if company.use_own_mail_settings:
-                company.use_own_mail_settings = False
-                changes = {"use_own_mail_settings": {"old": True, "new": False}}
-                audit.record("mail_settings.update", changes, current_user, company)
-            db.session.commit()
-            saved = True
+    # An "Override" chosen without scripts shows the group's inputs first: nothing to save yet.
+    if request.method == "POST" and not request.form.get("_refresh") and not unshown(form):
+        saved = _save(form, company.mail_config, company)
         if saved and not is_htmx():
             flash(SAVED)
             return redirect(url_for("mail_settings.company", company_id=company.id))

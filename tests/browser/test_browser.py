@@ -6,7 +6,15 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, Response, expect
 from sqlalchemy import select
-from support.browser import assert_not_reloaded, log_in, mark_window, shot, shot_phone, switch_on
+from support.browser import (
+    assert_not_reloaded,
+    choose_source,
+    log_in,
+    mark_window,
+    shot,
+    shot_phone,
+    switch_on,
+)
 from support.factories import mail_config
 from support.oauth_server import MAILBOX, oauth_provider
 from support.smtp_servers import RecordingHandler, make_certs, server_context, smtp_server
@@ -55,12 +63,12 @@ def test_company_admin_sets_own_mail_settings(page, people, global_mail):
     acme_id = people.acme.id
     log_in(page, people.acme_admin.email)
     expect(page).to_have_url(f"/companies/{acme_id}/email")
-    expect(page.get_by_role("heading", name="Settings in force")).to_be_visible()
+    expect(page.locator("#group-server")).to_have_attribute("data-source", "global")
     shot(page, "acme-email-inherited")
     shot_phone(page, "acme-email-inherited-phone")
 
     mark_window(page)
-    switch_on(page, "Use company-specific mail settings")
+    choose_source(page, "server", "Override")
     expect(page.get_by_label("Host", exact=True)).to_have_value("smtp.example.com")
     expect(page.get_by_label("Port", exact=True)).to_have_value("587")
     expect(page.get_by_label("Security", exact=True)).to_have_value("starttls")

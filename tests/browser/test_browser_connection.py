@@ -5,7 +5,7 @@ from email import policy
 
 import pytest
 from playwright.sync_api import Page, expect
-from support.browser import log_in, shot, switch_on
+from support.browser import choose_source, log_in, shot
 from support.factories import allow_test_server
 from support.held_servers import HOLD_SECONDS, PausingHandler, silent_server
 from support.smtp_servers import smtp_server
@@ -37,7 +37,8 @@ def worker(workers):
 def fill_company_settings(page: Page, people, port: int) -> None:
     log_in(page, people.acme_admin.email)
     expect(page).to_have_url(f"/companies/{people.acme.id}/email")
-    switch_on(page, "Use company-specific mail settings")
+    choose_source(page, "server", "Override")
+    choose_source(page, "sender", "Override")
     page.get_by_label("Host", exact=True).fill("127.0.0.1")
     page.get_by_label("Port", exact=True).fill(str(port))
     page.get_by_label("SMTP timeout (seconds)").fill("60")

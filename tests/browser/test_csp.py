@@ -65,11 +65,11 @@ def test_the_screens_work_under_the_content_security_policy(page, people, violat
     expect(page.get_by_role("heading", name="Settings → Mail")).to_be_visible()
 
     visit(page, f"/companies/{people.acme.id}/email")
-    switch = page.get_by_role("switch", name="Use company-specific mail settings", exact=True)
+    override = page.locator("#group-sender").get_by_label("Override", exact=True)
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
-        switch.click()
+        override.check()
     assert answer.value.status == 200
-    expect(page.get_by_role("switch", name="Use company-specific mail settings")).to_be_checked()
+    expect(page.locator("#group-sender").get_by_label("Override", exact=True)).to_be_checked()
 
     visit(page, f"/companies/{people.acme.id}/mail")
     row = page.locator(f"#mail-row-{queued_mail.id}")

@@ -140,3 +140,87 @@ def test_a_company_row_without_parallel_connections_gets_the_default_never_none(
     acme = resolve(people.acme)
     assert acme.max_sessions == 5 and acme.source("max_sessions") == "company"
     assert resolve(people.globex).max_sessions == 7
+
+
+# --- per group: a company overrides some groups and follows the global settings in the rest ---
+
+ONLY = {
+    "server": ("host", "port", "security", "timeout_seconds"),
+    "sender": ("sender_address", "sender_name"),
+    "delivery": ("group_sends",),
+}
+
+
+def _override(company, *groups):
+    """The company's row overrides these groups only, and is in use."""
+    flags = {f"override_{g}": g in groups for g in ("server", "auth", "sender", "delivery")}
+    mail_config(company, **flags)
+    company.use_own_mail_settings = True
+    db.session.commit()
+
+
+@pytest.mark.parametrize("group", ["sender", "delivery"])
+def test_an_overridden_group_is_the_companys_and_every_other_group_global(
+    global_config, acme_config, people, group
+):
+    _override(people.acme, group)
+    effective = resolve(people.acme)
+    for name in ONLY[group]:
+        assert effective.source(name) == "company"
+        assert getattr(effective, name) == getattr(acme_config, name)
+    others = [name for g, names in ONLY.items() if g != group for name in names]
+    assert all(effective.source(name) == "global" for name in others)
+    assert effective.overrides == {group}
+
+
+def test_overriding_the_sender_name_only_keeps_the_global_server_and_password(
+    global_config, acme_config, people
+):
+    _override(people.acme, "sender")
+    effective = resolve(people.acme)
+    assert (effective.host, effective.username) == ("smtp.global.example.com", "global-user")
+    assert effective.password_encrypted == "global-token"
+    assert effective.source("password_encrypted") == "global"
+    assert effective.auth_config_id == global_config.id
+    assert effective.sender_name == "Acme" and effective.source("sender_name") == "company"
+
+
+def test_a_later_global_host_change_applies_to_a_company_following_the_server(
+    global_config, acme_config, people
+):
+    _override(people.acme, "sender")
+    mail_config(host="smtp2.global.example.com")
+    assert resolve(people.acme).host == "smtp2.global.example.com"
+
+
+def test_a_company_server_always_brings_the_companys_own_authentication(
+    global_config, acme_config, people
+):
+    # Even a row that says it follows the global authentication: the global password never
+    # goes to a host the company chose.
+    _override(people.acme, "server")
+    effective = resolve(people.acme)
+    assert effective.host == "smtp.acme.example.com"
+    assert effective.password_encrypted is None and effective.auth_enabled is False
+    assert effective.source("password_encrypted") != "global"
+    assert effective.source("username") != "global"
+    assert effective.auth_config_id == acme_config.id
+    assert effective.overrides == {"server", "auth"}
+
+
+def test_own_authentication_over_the_global_server(global_config, acme_config, people):
+    mail_config(people.acme, auth_enabled=True, username="acme-user", password_encrypted="acme")
+    _override(people.acme, "auth")
+    effective = resolve(people.acme)
+    assert effective.host == "smtp.global.example.com" and effective.source("host") == "global"
+    assert (effective.username, effective.password_encrypted) == ("acme-user", "acme")
+    assert effective.auth_config_id == acme_config.id
+
+
+def test_a_company_following_every_group_gets_exactly_the_global_settings(
+    global_config, acme_config, people
+):
+    _override(people.acme)
+    effective = resolve(people.acme)
+    assert "company" not in effective.sources.values() and effective.overrides == set()
+    assert dataclasses.replace(effective, company_id=None) == resolve(None)

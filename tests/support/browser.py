@@ -60,6 +60,13 @@ def assert_not_reloaded(page: Page) -> None:
     assert page.evaluate("window.__noReload") is True
 
 
+def choose_source(page: Page, group: str, choice: str) -> None:
+    """Choose "Override" or "Use global" for a group of the Email tab; htmx swaps the form."""
+    with page.expect_response(lambda r: r.request.method == "POST"):
+        page.locator(f"#group-{group}").get_by_label(choice, exact=True).check()
+    expect(page.locator(f"#group-{group}").get_by_label(choice, exact=True)).to_be_checked()
+
+
 def switch_on(page: Page, name: str) -> None:
     """Click a switch; htmx swaps the form, so check the state on the new element."""
     switch = page.get_by_role("switch", name=name, exact=True)

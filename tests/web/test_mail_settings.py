@@ -207,8 +207,8 @@ def test_auth_without_any_password_is_refused(as_superuser):
 
 def test_tab_off_shows_the_inherited_settings_read_only(as_acme, saved, people):
     page = as_acme.get(company_url(people.acme)).text
-    assert "Settings in force" in page and "smtp.example.com" in page
-    assert page.count(">inherited<") >= 5
+    assert page.count('data-source="global"') == 4 and "smtp.example.com" in page
+    assert page.count(">Global<") >= 9
     assert 'name="host"' not in page
     assert "a password is saved" in page and "first-password" not in page
 
@@ -264,12 +264,13 @@ def test_company_validation_matches_the_global_page(as_acme, people, field, valu
 def test_switching_off_keeps_the_company_values_for_later(as_acme, saved, people):
     as_acme.post(company_url(people.acme), company_data(), htmx=True)
     response = as_acme.post(company_url(people.acme), {}, htmx=True)
-    assert response.status_code == 200 and "Settings in force" in response.text
+    assert response.status_code == 200 and 'data-source="company"' not in response.text
     db.session.expire_all()
     assert people.acme.use_own_mail_settings is False
     assert people.acme.mail_config.host == "smtp.acme.example.com"
+    # Overriding again starts from the values in force: the global ones.
     page = as_acme.post(company_url(people.acme), {"use_own": "y", "_refresh": "1"}, htmx=True)
-    assert 'value="smtp.acme.example.com"' in page.text
+    assert 'value="smtp.example.com"' in at_field(page.text, "host")
 
 
 # --- the settings history -----------------------------------------------------------------

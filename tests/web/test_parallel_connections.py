@@ -31,9 +31,7 @@ def test_the_field_sits_below_the_timeout_with_the_default_and_its_hint(as_super
     assert HINT in field
 
 
-@pytest.mark.parametrize(
-    ("saved", "shown", "badge"), [(5, "5", "inherited"), (None, "2", "default")]
-)
+@pytest.mark.parametrize(("saved", "shown", "badge"), [(5, "5", "Global"), (None, "2", "Default")])
 def test_an_inheriting_company_sees_the_value_in_force_and_where_it_comes_from(
     as_acme, people, saved, shown, badge
 ):
@@ -42,7 +40,8 @@ def test_an_inheriting_company_sees_the_value_in_force_and_where_it_comes_from(
     page = as_acme.get(company_url(people.acme)).text
     row = re.search(r'data-field="max_sessions">(.*?)</div>', page, re.S).group(1)
     assert "<dt>Parallel connections</dt>" in row
-    assert f'<dd>{shown} <span class="badge">{badge}</span></dd>' in row
+    mark = f'<span class="badge source-badge {badge.lower()}">{badge}</span>'
+    assert f"<dd>{shown} {mark}</dd>" in row
 
 
 def test_the_superuser_saves_five_and_the_history_shows_two_to_five(as_superuser, people):
