@@ -51,7 +51,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
 // for it moves focus to the saved message or to an error summary linking each bad field.
 (() => {
   const SAYS = {
-    expired: ["This page expired.", "For your safety a page accepts changes for one hour only, so nothing was saved. What you typed is still here: press the button to renew the page and send it again."],
+    expired: ["This page expired.", "For your safety a page accepts changes for one hour only, so nothing was saved. What you typed is still here: press Refresh and keep my changes to send it again."],
     signedOut: ["Your login ended.", "Log in again in a new tab, come back to this one and press Try again: what you typed is still here."],
     400: ["The portal could not understand the request.", "Reload the page and try again."],
     403: ["You may not do this.", "Your account lacks the permission, or your login changed. Reload the page to see what you may do."],
@@ -82,8 +82,10 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   }
 
   function place(elt, box) {
-    if (!elt || !elt.isConnected || elt === document.body || !region()) {
-      (region() || document.body).replaceChildren(box);
+    if (!region()) {
+      document.body.prepend(box);
+    } else if (!elt || !elt.isConnected || elt === document.body) {
+      region().replaceChildren(box);
     } else if (elt.tagName === "FORM") {
       if (elt.classList.contains("inline-form")) elt.before(box);
       else elt.prepend(box);

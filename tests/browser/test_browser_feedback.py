@@ -43,6 +43,15 @@ def focused(page: Page):
     return page.locator("*:focus")
 
 
+def fits_a_small_phone(page: Page) -> bool:
+    """At 360 px wide the page does not scroll sideways."""
+    desktop = page.viewport_size
+    page.set_viewport_size({"width": 360, "height": 780})
+    fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.set_viewport_size(desktop)
+    return fits
+
+
 def saved_config(company_id: int) -> MailConfig | None:
     db.session.expire_all()
     return db.session.scalar(select(MailConfig).where(MailConfig.company_id == company_id))
@@ -84,6 +93,7 @@ def test_an_expired_page_keeps_what_was_typed_and_saves_it_after_a_refresh(page_
     assert saved_config(people.acme.id) is None
     shot(page, "feedback-page-expired")
     shot_phone(page, "feedback-page-expired-phone")
+    assert fits_a_small_phone(page)
 
     with page.expect_response(lambda r: r.request.method == "POST") as saved:
         problem.get_by_role("button", name="Refresh and keep my changes").click()
@@ -95,6 +105,29 @@ def test_an_expired_page_keeps_what_was_typed_and_saves_it_after_a_refresh(page_
     assert crypto.decrypt(config.password_encrypted) == "typed-before-expiry"
     assert "typed-before-expiry" not in page.content()  # the saved password is not shown
     shot(page, "feedback-page-expired-saved")
+
+
+def test_a_page_whose_login_ended_says_so_and_saves_after_logging_in_again(page, people):
+    own_settings(page, people)
+    page.context.clear_cookies()  # the session ended (its cookie expired) while the page was open
+    press_save(page)
+    problem = page.locator("#mail-form .request-problem")
+    expect(problem).to_contain_text("This page expired.")
+    problem.get_by_role("button", name="Refresh and keep my changes").click()
+    expect(problem).to_contain_text("Your login ended.")
+    expect(problem.get_by_role("link", name="Log in again (new tab)")).to_have_attribute(
+        "target", "_blank"
+    )
+    expect(focused(page)).to_have_class("request-problem")
+    shot(page, "feedback-login-ended")
+    assert saved_config(people.acme.id) is None
+
+    other_tab = page.context.new_page()
+    log_in(other_tab, people.acme_admin.email)
+    other_tab.close()
+    problem.get_by_role("button", name="Try again").click()
+    expect(focused(page)).to_have_text("Mail settings saved.")
+    assert saved_config(people.acme.id).host == "smtp.acme.example.com"
 
 
 def test_a_server_error_says_so_in_place_and_saves_nothing(page, people, monkeypatch):
@@ -196,6 +229,7 @@ def test_focus_goes_to_the_error_summary_its_links_to_the_fields_then_to_saved(p
     )
     shot(page, "feedback-error-summary")
     shot_phone(page, "feedback-error-summary-phone")
+    assert fits_a_small_phone(page)
 
     links.nth(1).click()
     expect(focused(page)).to_have_attribute("name", "max_sessions")
