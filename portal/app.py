@@ -27,6 +27,7 @@ from portal.web import (
     mail_settings,
     maillog,
     oauth_connect,
+    page_token,
     request_log,
 )
 from portal.web.labels import AUTH_METHOD_NAMES, FIELD_LABELS, SECURITY_NAMES
@@ -78,6 +79,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
     app.register_blueprint(health.bp)
+    app.register_blueprint(page_token.bp)
     cli.init_app(app)
     app.jinja_env.globals.update(
         FIELD_LABELS=FIELD_LABELS,
@@ -85,6 +87,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         AUTH_METHOD_NAMES=AUTH_METHOD_NAMES,
     )
     _register_error_pages(app)
+    page_token.init_app(app)
     headers.init_app(app)
     health.init_app(app)
     return app

@@ -44,3 +44,243 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     event.preventDefault();
   }
 });
+// --- Feedback after htmx requests: every failure said in place, focus on the result. ---
+// The page's htmx config swaps no 4xx/5xx but 422, so what was typed stays in the form;
+// this block says what went wrong near the control that sent the request, offers to send
+// it again (with a fresh CSRF token when the page expired), and after a swap the user asked
+// for it moves focus to the saved message or to an error summary linking each bad field.
+(() => {
+  const SAYS = {
+    expired: ["This page expired.", "For your safety a page accepts changes for one hour only, so nothing was saved. What you typed is still here: press Refresh and keep my changes to send it again."],
+    signedOut: ["Your login ended.", "Log in again in a new tab, come back to this one and press Try again: what you typed is still here."],
+    400: ["The portal could not understand the request.", "Reload the page and try again."],
+    403: ["You may not do this.", "Your account lacks the permission, or your login changed. Reload the page to see what you may do."],
+    404: ["This is gone, or you may not see it.", "It may have been removed meanwhile. Reload the page."],
+    409: ["Someone changed this at the same time.", "Reload the page to see the current values, then make your change again."],
+    413: ["What you sent is too large.", "Make it smaller and try again."],
+    429: ["Too many requests.", "Wait a minute and try again."],
+    500: ["Something went wrong on the server; your change may not have been saved.", "Try again in a moment. If it keeps failing, tell your administrator."],
+    unavailable: ["The portal is not available right now.", "It may be restarting. What you typed is still here: wait a moment and try again."],
+    network: ["The portal could not be reached.", "Check your connection. What you typed is still here: try again once you are back online."],
+    timeout: ["The portal did not answer in time.", "What you typed is still here. Try again; if it keeps happening, tell your administrator."],
+  };
+  const RETRIED = new Set(["expired", "signedOut", 429, 500, "unavailable", "network", "timeout"]);
+  const boxes = new WeakMap(); // element that sent a request -> its message
+  const senders = new WeakMap(); // message -> {elt, type}: how to send the request again
+  const region = () => document.getElementById("request-alert");
+
+  const askedFor = (detail) => {
+    const cause = detail.requestConfig && detail.requestConfig.triggeringEvent;
+    return Boolean(cause) && (cause.type === "submit" || cause.type === "click");
+  };
+
+  function kindOf(xhr) {
+    if (xhr.status === 400 && xhr.getResponseHeader("X-Page-Expired")) return "expired";
+    if ([502, 503, 504].includes(xhr.status)) return "unavailable";
+    if (SAYS[xhr.status]) return xhr.status;
+    return xhr.status >= 500 ? 500 : 400;
+  }
+
+  function place(elt, box) {
+    if (!region()) {
+      document.body.prepend(box);
+    } else if (!elt || !elt.isConnected || elt === document.body) {
+      region().replaceChildren(box);
+    } else if (elt.tagName === "FORM") {
+      if (elt.classList.contains("inline-form")) elt.before(box);
+      else elt.prepend(box);
+    } else {
+      (elt.closest(".row, .field") || elt).after(box);
+    }
+  }
+
+  function fill(box, kind, xhr) {
+    const [what, todo] = SAYS[kind];
+    const wait = xhr && kind === 429 && xhr.getResponseHeader("Retry-After");
+    const head = document.createElement("strong");
+    head.textContent = what;
+    const text = document.createElement("p");
+    text.append(head, " ", wait ? `Wait ${wait} s and try again.` : todo);
+    box.dataset.kind = String(kind);
+    box.replaceChildren(text);
+    if (kind === "signedOut") {
+      const login = document.createElement("a");
+      login.href = region() ? region().dataset.loginUrl : "/login";
+      login.target = "_blank";
+      login.rel = "noopener";
+      login.textContent = "Log in again (new tab)";
+      box.append(login, " ");
+    }
+    if (RETRIED.has(kind)) {
+      const again = document.createElement("button");
+      again.type = "button";
+      again.className = kind === "expired" ? "primary" : "secondary";
+      again.dataset.sendAgain = kind === "expired" || kind === "signedOut" ? "refresh" : "retry";
+      again.textContent = kind === "expired" ? "Refresh and keep my changes" : "Try again";
+      box.append(again);
+    }
+  }
+
+  function fail(detail, kind) {
+    const elt = detail.elt;
+    let box = boxes.get(elt);
+    if (!box || !box.isConnected) {
+      box = document.createElement("div");
+      box.className = "request-problem";
+      box.setAttribute("role", "alert");
+      box.tabIndex = -1;
+      place(elt, box);
+      boxes.set(elt, box);
+    } else if (box.dataset.kind === String(kind) && !askedFor(detail)) {
+      return; // a poll failing again: said already
+    }
+    fill(box, kind, detail.xhr);
+    const cause = detail.requestConfig && detail.requestConfig.triggeringEvent;
+    senders.set(box, { elt, type: cause ? cause.type : null });
+    if (askedFor(detail)) box.focus();
+  }
+
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const { xhr } = event.detail;
+    if (xhr.status >= 400 && xhr.getResponseHeader("X-Swap-Error")) {
+      event.detail.shouldSwap = true; // a refusal rendered for its target (the test panel)
+      event.detail.isError = false;
+    }
+    if (event.detail.shouldSwap) xhr.portalResult = { id: event.detail.target.id, asked: askedFor(event.detail) };
+  });
+  document.addEventListener("htmx:responseError", (event) => fail(event.detail, kindOf(event.detail.xhr)));
+  document.addEventListener("htmx:sendError", (event) => fail(event.detail, "network"));
+  document.addEventListener("htmx:timeout", (event) => fail(event.detail, "timeout"));
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const { xhr, elt } = event.detail;
+    const box = boxes.get(elt);
+    if (box && xhr && xhr.status && xhr.status < 400) box.remove();
+  });
+
+  // Sending again: the same element, the same event; an expired page first takes a fresh token.
+  function renew(token) {
+    const headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+    headers["X-CSRFToken"] = token;
+    document.body.setAttribute("hx-headers", JSON.stringify(headers));
+    document.querySelectorAll("input[name=csrf_token]").forEach((input) => { input.value = token; });
+  }
+
+  function sendAgain(box) {
+    const { elt, type } = senders.get(box) || {};
+    box.remove();
+    if (elt && elt.isConnected && type) htmx.trigger(elt, type);
+    else window.location.reload();
+  }
+
+  async function refresh(box, button) {
+    button.disabled = true;
+    try {
+      const answer = await fetch(region().dataset.tokenUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
+      if (!answer.ok) throw new Error(String(answer.status));
+      const fresh = await answer.json();
+      renew(fresh.csrf_token);
+      if (fresh.signed_in) {
+        sendAgain(box);
+      } else {
+        fill(box, "signedOut");
+        box.focus();
+      }
+    } catch (_) {
+      fill(box, "network");
+      box.dataset.kind = "expired"; // its Try again still fetches a token first
+      box.querySelector("button[data-send-again]").dataset.sendAgain = "refresh";
+      box.focus();
+    }
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("button[data-send-again]");
+    if (button) {
+      const box = button.closest(".request-problem");
+      if (button.dataset.sendAgain === "refresh") refresh(box, button);
+      else sendAgain(box);
+      return;
+    }
+    const link = event.target.closest && event.target.closest("a[data-focus]");
+    const field = link && document.getElementById(link.dataset.focus);
+    if (field) {
+      event.preventDefault();
+      field.focus();
+      field.scrollIntoView({ block: "center" });
+    }
+  });
+
+  // The summary at the top of a form that came back invalid: one link per bad field.
+  function summarize(root) {
+    const bad = [...root.querySelectorAll(".field.invalid")];
+    if (root.matches(".field.invalid")) bad.unshift(root);
+    const form = bad.length && bad[0].closest("form");
+    if (!form) return null;
+    let summary = form.querySelector(".error-summary");
+    if (!summary || summary.tagName === "P") {
+      const box = document.createElement("div");
+      const line = document.createElement("p");
+      const saves = form.hasAttribute("hx-post"); // a settings form; a plain one logs in or sets a password
+      line.textContent = summary ? summary.textContent.trim()
+        : `${saves ? "Nothing was saved: correct" : "Correct"} the fields marked below.`;
+      box.append(line);
+      if (summary) summary.replaceWith(box);
+      else place(form, box);
+      summary = box;
+    }
+    summary.className = "error-summary";
+    summary.setAttribute("role", "alert");
+    summary.tabIndex = -1;
+    const list = document.createElement("ul");
+    list.className = "error-links";
+    bad.forEach((field) => {
+      const control = field.querySelector("input:not([type=hidden]), select, textarea");
+      if (!control || !control.id) return;
+      const label = field.querySelector("label, .label");
+      const said = [...field.querySelectorAll(".field-error")].map((e) => e.textContent.trim()).join(" ");
+      const link = document.createElement("a");
+      link.href = `#${control.id}`;
+      link.dataset.focus = control.id;
+      link.textContent = `${label ? label.textContent.replace(/\s+/g, " ").trim() : control.name}: ${said}`;
+      const item = document.createElement("li");
+      item.append(link);
+      list.append(item);
+    });
+    summary.querySelectorAll("ul.error-links").forEach((old) => old.remove());
+    summary.append(list);
+    return summary;
+  }
+
+  function resultIn(root, status) {
+    const spot = status >= 400
+      ? summarize(root) || root.querySelector(".error-summary, [role=alert]")
+      : root.querySelector(".notice, [role=status]");
+    // A part that polls replaces itself every second: focus what holds it, which stays.
+    const poller = spot && spot.closest("[hx-trigger*=every]");
+    return poller ? poller.parentElement : spot;
+  }
+
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const { xhr } = event.detail;
+    const swapped = xhr && xhr.portalResult;
+    if (!swapped || swapped.done) return; // one move per answer, whatever it swapped out of band
+    swapped.done = true;
+    const root = (swapped.id && document.getElementById(swapped.id)) || event.target;
+    if (!root || !root.isConnected) return;
+    const spot = resultIn(root, xhr.status);
+    if (!swapped.asked) return;
+    const lost = !document.activeElement || document.activeElement === document.body;
+    const target = spot || (lost ? root : null);
+    if (!target) return;
+    if (!target.hasAttribute("tabindex")) target.tabIndex = -1;
+    target.focus();
+  });
+
+  // A whole page sent back invalid (a plain form: set password, log in) or after a saved redirect.
+  const main = document.querySelector("main");
+  const spot = main && (summarize(main) || main.querySelector("#flash .notice, #flash .error-summary"));
+  if (spot) {
+    if (!spot.hasAttribute("tabindex")) spot.tabIndex = -1;
+    spot.focus();
+  }
+})();

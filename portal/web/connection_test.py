@@ -20,7 +20,7 @@ from portal.settings.saving import form_values
 from portal.web.access import superuser_required, visible_company
 from portal.web.company_form import company_form
 from portal.web.forms import GlobalMailForm
-from portal.web.htmx import UNPROCESSABLE
+from portal.web.htmx import UNPROCESSABLE, swapped_on_error
 
 bp = Blueprint("connection_test", __name__)
 # A connection test opens one connection: how many the worker may open neither blocks nor
@@ -34,7 +34,7 @@ def _test_limit() -> str:
 
 def render_test_refusal(message: str, status: int):
     """The test panel saying why no test ran (bad input, a test running, too many tests)."""
-    return render_template("mail/_test_result.html", refusal=message), status
+    return swapped_on_error(render_template("mail/_test_result.html", refusal=message), status)
 
 
 @bp.errorhandler(429)

@@ -3,6 +3,9 @@
 from flask import make_response, redirect, render_template, request
 
 UNPROCESSABLE = 422
+# app.js swaps an error answer carrying this header like a success: the page's htmx config
+# swaps no 4xx/5xx but 422 (a proxy's 502 page must not land in a form).
+SWAP_ON_ERROR = "X-Swap-Error"
 
 
 def is_htmx() -> bool:
@@ -29,3 +32,10 @@ def navigate(url: str):
         response.headers["HX-Redirect"] = url
         return response
     return redirect(url, 303)
+
+
+def swapped_on_error(body: str, status: int):
+    """An error answer that is a partial for the request's target (a refusal to show in place)."""
+    response = make_response(body, status)
+    response.headers[SWAP_ON_ERROR] = "1"
+    return response
