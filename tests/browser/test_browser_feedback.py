@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page, Route, expect
 from sqlalchemy import select
-from support.browser import log_in, shot, shot_phone, switch_on
+from support.browser import choose_source, log_in, shot, shot_phone, switch_on
 from support.factories import allow_test_server
 from support.held_servers import silent_server
 
@@ -61,7 +61,8 @@ def own_settings(page: Page, people, *, password: str | None = None) -> None:
     """The Email tab of Acme with its own settings switched on and filled in."""
     log_in(page, people.acme_admin.email)
     expect(page).to_have_url(f"/companies/{people.acme.id}/email")
-    switch_on(page, "Use company-specific mail settings")
+    choose_source(page, "server", "Override")  # authentication follows the server
+    choose_source(page, "sender", "Override")
     if password:
         switch_on(page, "Authentication")
         page.get_by_label("User", exact=True).fill("acme-mailer")
