@@ -4,6 +4,7 @@ The start answers at once with a panel that polls the test's state every second 
 worker has finished it; no request waits for the SMTP server.
 """
 
+import re
 import time
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
@@ -31,6 +32,16 @@ def _test_limit() -> str:
     return current_app.config["MAIL_TEST_RATE_LIMIT"]
 
 
+def _counted(response) -> bool:
+    """Only a test that started counts against the quota: a refusal (422) opened no connection."""
+    return response.status_code != UNPROCESSABLE
+
+
+def limit_text(limit: str) -> str:
+    """'10 per 10 minutes' for Flask-Limiter's '10 per 10 minute'."""
+    return re.sub(r"\b(per (?!1 )\d+ (second|minute|hour|day|month|year))\b", r"\1s", limit)
+
+
 def render_test_refusal(message: str, status: int):
     """The test panel saying why no test ran (bad input, a test running, too many tests)."""
     return render_template("mail/_test_result.html", refusal=message), status
@@ -38,7 +49,7 @@ def render_test_refusal(message: str, status: int):
 
 @bp.errorhandler(429)
 def _too_many_tests(exc):
-    limit = getattr(exc, "description", "")
+    limit = limit_text(getattr(exc, "description", ""))
     return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)
 
 
@@ -97,7 +108,7 @@ def _panel(test_id: str, company: Company | None, *, cancelled: bool = False):
 
 @bp.post("/settings/mail/test")
 @superuser_required
-@limiter.limit(_test_limit)
+@limiter.limit(_test_limit, deduct_when=_counted)
 def test_global():
     """Start a test of the global form's values against the real server."""
     return _start(GlobalMailForm(), global_config(), None)
@@ -119,7 +130,7 @@ def cancel(test_id: str):
 
 @bp.post("/companies/<int:company_id>/email/test")
 @login_required
-@limiter.limit(_test_limit)
+@limiter.limit(_test_limit, deduct_when=_counted)
 def test_company(company_id: int):
     """Start a test of a company's form values against the real server."""
     company = visible_company(company_id)

@@ -64,6 +64,7 @@ def _save(form, config: MailConfig | None, company: Company | None) -> bool:
         changes["use_own_mail_settings"] = {"old": False, "new": True}
     audit.record("mail_settings.update", changes, current_user, company)
     db.session.commit()
+    form.footer_html.data = values["footer_html"]  # the page shows what is stored: sanitized
     return True
 
 

@@ -696,7 +696,7 @@ def test_too_many_tests_by_one_user(as_superuser, people, server, web, limit):
 
     assert response.status_code == 429
     assert diagnosis(response.text).startswith(
-        f"Too many connection tests ({allowed} per 10 minute"
+        f"Too many connection tests ({allowed} per 10 minutes)"
     )
     assert "Try again later." in diagnosis(response.text)
     assert int(response.headers["Retry-After"]) > 0
