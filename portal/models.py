@@ -142,6 +142,10 @@ class MailConfig(db.Model):
     egress_extra_ports: Mapped[str | None] = mapped_column(String(200))
     # Global only: how long sent mail is kept (days); 0 deletes it right after sending.
     retention_days: Mapped[int | None] = mapped_column()
+    # Global only: mail domains of this network (empresa.local) accepted although special-use.
+    internal_domains: Mapped[str | None] = mapped_column(Text)
+    # PEM certificates this configuration's server may be signed by, besides the system's CAs.
+    ca_bundle: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
     company: Mapped[Company | None] = relationship(back_populates="mail_config")

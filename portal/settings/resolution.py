@@ -16,6 +16,7 @@ from portal.models import (
     MailConfig,
     oauth_in_use,
 )
+from portal.text import parse_domains
 from portal.wire import egress
 from portal.wire.egress import EgressPolicy
 
@@ -63,6 +64,7 @@ DEFAULTS = MappingProxyType(
         "egress_allowlist": None,
         "egress_extra_ports": None,
         "retention_days": 30,
+        "internal_domains": None,
     }
 )
 # Fields a company may set for itself when it uses its own settings.
@@ -95,6 +97,7 @@ GLOBAL_ONLY_FIELDS = (
     "egress_allowlist",
     "egress_extra_ports",
     "retention_days",
+    "internal_domains",
 )
 # Optional fields a company leaves empty to keep the global value.
 INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
@@ -131,6 +134,7 @@ class EffectiveSettings:
     egress_allowlist: str | None
     egress_extra_ports: str | None
     retention_days: int
+    internal_domains: str | None
     sources: MappingProxyType = field(compare=False)
     # The configuration row whose authentication is in force (its OAuth2 grant is used).
     auth_config_id: int | None = None
@@ -145,6 +149,11 @@ class EffectiveSettings:
 
     def source(self, name: str) -> str:
         return self.sources[name]
+
+    @property
+    def internal_domain_names(self) -> tuple[str, ...]:
+        """The mail domains accepted although special-use (empresa.local)."""
+        return domain_names(self.internal_domains)
 
 
 def _is_set(value: Any) -> bool:
@@ -162,6 +171,20 @@ def egress_policy() -> EgressPolicy:
     if config is None:
         return EgressPolicy()
     return EgressPolicy.parse(config.egress_allowlist, config.egress_extra_ports)
+
+
+def domain_names(raw: str | None) -> tuple[str, ...]:
+    """The saved list of internal mail domains; an entry that no longer parses counts for none."""
+    try:
+        return parse_domains(raw)
+    except ValueError:
+        return ()
+
+
+def internal_domains() -> tuple[str, ...]:
+    """The superuser's internal mail domains (global settings): addresses there are accepted."""
+    config = global_config()
+    return domain_names(config.internal_domains) if config is not None else ()
 
 
 def clear_auth_problem(

@@ -20,8 +20,9 @@ from portal.settings.resolution import (
     MIN_TIMEOUT_SECONDS,
     clear_auth_problem,
     egress_policy,
+    internal_domains,
 )
-from portal.text import CONTROL_CHARS, normalize_email
+from portal.text import CONTROL_CHARS, normalize_email, parse_domains
 from portal.web.labels import AUTH_METHOD_NAMES, SECURITY_NAMES
 from portal.wire.egress import EgressPolicy
 
@@ -77,12 +78,18 @@ class HostField(StringField):
             self.errors.append("Enter a host name (mail.example.com) or an IP address.")
 
 
+def accepted_domains(form) -> tuple[str, ...]:
+    """The internal mail domains a form's addresses may be in (the saved ones, or the form's)."""
+    own = getattr(form, "accepted_domains", None)
+    return own() if own is not None else internal_domains()
+
+
 class EmailField(StringField):
     def post_validate(self, form, validation_stopped) -> None:
         if validation_stopped or self.errors or not self.data:
             return
         try:
-            self.data = normalize_email(self.data)
+            self.data = normalize_email(self.data, accepted_domains(form))
         except EmailNotValidError as exc:
             self.errors.append(f"Enter a valid email address: {exc}")
 
@@ -172,7 +179,7 @@ class MailForm(FlaskForm):
             if not (field.data or "").strip():
                 raise ValidationError("Enter the mailbox address mail is sent from.")
             try:
-                field.data = normalize_email(field.data)
+                field.data = normalize_email(field.data, self.accepted_domains())
             except EmailNotValidError as exc:
                 raise ValidationError(f"Enter the mailbox's email address: {exc}") from exc
         elif self.auth_enabled.data and not (field.data or "").strip():
@@ -207,6 +214,9 @@ class MailForm(FlaskForm):
     def egress_policy(self) -> EgressPolicy:
         return egress_policy()
 
+    def accepted_domains(self) -> tuple[str, ...]:
+        return internal_domains()
+
     def _needed_for_oauth(self, field, message: str) -> None:
         if self.uses_oauth() and not (field.data or "").strip():
             raise ValidationError(message)
@@ -234,6 +244,21 @@ class GlobalMailForm(MailForm):
     retention_days = WholeNumberField(
         "Keep sent mail (days)", 0, 3650, default=DEFAULTS["retention_days"]
     )
+    internal_domains = TextAreaField("Internal mail domains", [no_nul, max_length(2000)])
+
+    def validate_internal_domains(self, field) -> None:
+        try:
+            field.data = "\n".join(parse_domains(field.data)) or None
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def accepted_domains(self) -> tuple[str, ...]:
+        # The domains typed here are the ones in force once saved: listing a domain and using
+        # it as the sender is one save.
+        try:
+            return parse_domains(self.internal_domains.data)
+        except ValueError:
+            return internal_domains()
 
     def validate_egress_allowlist(self, field) -> None:
         try:

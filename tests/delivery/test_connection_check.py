@@ -803,7 +803,10 @@ def test_echoed_credentials_are_redacted_everywhere(as_superuser, app):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"test_recipient": "not an address"}, "Enter the address the test mail goes to."),
+        (
+            {"test_recipient": "not an address"},
+            "Enter the address the test mail goes to. An email address must have an @-sign.",
+        ),
         ({"test_recipient": ""}, "Enter the address the test mail goes to."),
         ({"port": "abc"}, "Correct these fields first: Port."),
         ({"timeout_seconds": "5"}, "Correct these fields first: SMTP timeout (seconds)."),
