@@ -59,6 +59,7 @@ DEFAULTS = MappingProxyType(
         "reply_to": None,
         "footer_html": None,
         "footer_text": None,
+        "ca_bundle": None,
         "default_sender_enabled": False,
         "all_use_default_sender": False,
         "egress_allowlist": None,
@@ -90,6 +91,7 @@ COMPANY_FIELDS = (
     "reply_to",
     "footer_html",
     "footer_text",
+    "ca_bundle",
 )
 GLOBAL_ONLY_FIELDS = (
     "default_sender_enabled",
@@ -129,6 +131,7 @@ class EffectiveSettings:
     reply_to: str | None
     footer_html: str | None
     footer_text: str | None
+    ca_bundle: str | None = field(repr=False)  # PEM: the internal CAs its server may chain to
     default_sender_enabled: bool
     all_use_default_sender: bool
     egress_allowlist: str | None
@@ -278,6 +281,7 @@ def session_key(settings: EffectiveSettings) -> str:
         settings.username if settings.auth_enabled else None,
         settings.password_encrypted if settings.auth_enabled else None,
         settings.timeout_seconds,
+        settings.ca_bundle,  # another trust is another connection
         # An OAuth2 mailbox's tokens belong to the configuration row that holds the grant.
         (settings.auth_method, settings.auth_config_id) if settings.uses_oauth else None,
     )

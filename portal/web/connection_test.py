@@ -17,7 +17,7 @@ from portal.delivery.connection_check import CONNECT_TIMEOUT_SECONDS, TestRefuse
 from portal.extensions import limiter
 from portal.models import Company, MailConfig
 from portal.settings.resolution import global_config
-from portal.settings.saving import form_values
+from portal.settings.saving import ca_choice, form_values
 from portal.web.access import superuser_required, visible_company
 from portal.web.forms import CompanyMailForm, GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE
@@ -62,6 +62,8 @@ def _start(form, saved: MailConfig | None, company: Company | None):
         return render_test_refusal(f"Correct these fields first: {bad}.{reasons}", UNPROCESSABLE)
     recipient = request.form.get("test_recipient", "")
     values, typed = form_values(form), form.password.data or ""
+    # The certificates pasted or uploaded count, saved or not; Remove tests without the saved ones.
+    values["ca_bundle"] = ca_choice(saved, form.typed_ca_bundle(), form.remove_ca_bundle.data)
     for name in NOT_TESTED:
         values.pop(name, None)
     try:

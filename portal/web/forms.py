@@ -6,7 +6,15 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from werkzeug.datastructures import FileStorage
+from wtforms import (
+    BooleanField,
+    FileField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
@@ -25,6 +33,7 @@ from portal.settings.resolution import (
 from portal.text import CONTROL_CHARS, normalize_email, parse_domains
 from portal.web.labels import AUTH_METHOD_NAMES, SECURITY_NAMES
 from portal.wire.egress import EgressPolicy
+from portal.wire.trust import MAX_BUNDLE_CHARS, MSG_NOT_PEM, MSG_TOO_LONG, read_bundle
 
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_FOOTER_CHARS = 20_000
@@ -170,6 +179,34 @@ class MailForm(FlaskForm):
     )
     reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
     footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])
+    ca_bundle_pem = TextAreaField("Trusted CA certificates", [no_nul])
+    ca_bundle_file = FileField("Or upload a PEM file")
+    remove_ca_bundle = BooleanField("Remove the trusted certificates")
+
+    def typed_ca_bundle(self) -> str | None:
+        """The PEM pasted or uploaded (the file wins), None if neither; ValueError if unread."""
+        if not hasattr(self, "_typed_ca_bundle"):
+            upload = self.ca_bundle_file.data
+            if isinstance(upload, FileStorage) and upload.filename:
+                raw = upload.stream.read(MAX_BUNDLE_CHARS + 1)
+                if len(raw) > MAX_BUNDLE_CHARS:
+                    raise ValueError(MSG_TOO_LONG)
+                try:
+                    text = raw.decode("ascii")
+                except UnicodeDecodeError:
+                    raise ValueError(MSG_NOT_PEM) from None
+            else:
+                text = self.ca_bundle_pem.data or ""
+            self._typed_ca_bundle = text.strip() or None
+        return self._typed_ca_bundle
+
+    def validate_ca_bundle_pem(self, field) -> None:
+        try:
+            typed = self.typed_ca_bundle()
+            if typed:
+                read_bundle(typed)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
 
     def uses_oauth(self) -> bool:
         return oauth_in_use(self.auth_enabled.data, self.auth_method.data)

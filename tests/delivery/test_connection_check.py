@@ -289,7 +289,7 @@ CASES = {
         {"security": "starttls"},
         "tls",
         "The server's certificate is not trusted (unknown or self-signed issuer).",
-        "an internal CA can be added by the superuser",
+        "For an internal CA, add its certificate under Trusted CA certificates (Server)",
     ),
     "auth-required": Case(
         "plain",

@@ -39,7 +39,9 @@ def test_an_internal_sender_is_refused_with_the_reason_until_its_domain_is_liste
     assert response.status_code == 200, seen(response.text)
     config = saved_global()
     assert (config.sender_address, config.internal_domains) == (INTERNAL, "empresa.local\ntest")
-    (entry,) = db.session.scalars(select(AuditEntry).where(AuditEntry.action.like("mail_%")))
+    (entry,) = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "mail_settings.update")
+    )
     assert entry.changes["internal_domains"] == {"old": None, "new": "empresa.local\ntest"}
     assert "empresa.local" in at_field(as_superuser.get(GLOBAL_URL).text, "internal_domains")
 
