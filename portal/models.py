@@ -149,6 +149,10 @@ class MailConfig(db.Model):
     override_auth: Mapped[bool] = mapped_column(default=True, server_default=true())
     override_sender: Mapped[bool] = mapped_column(default=True, server_default=true())
     override_delivery: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Global only: mail domains of this network (empresa.local) accepted although special-use.
+    internal_domains: Mapped[str | None] = mapped_column(Text)
+    # PEM certificates this configuration's server may be signed by, besides the system's CAs.
+    ca_bundle: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
     company: Mapped[Company | None] = relationship(back_populates="mail_config")

@@ -2,6 +2,7 @@
 
 import html
 import re
+from collections.abc import Collection
 
 import nh3
 from email_validator import validate_email
@@ -15,6 +16,9 @@ TAG = re.compile(r"(?s)<[^>]+>")
 # Elements whose content is never text for a reader: nh3 drops them whole, and every comment
 # (Outlook's conditional ones included) with them.
 NOT_TEXT = frozenset({"script", "style", "title", "template", "noscript"})
+DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Stands in for an internal domain while email-validator checks the part before the @.
+PLACEHOLDER_DOMAIN = "example.com"
 
 
 def to_text(markup: str) -> str:
@@ -39,9 +43,44 @@ def sanitize_footer(raw: str | None) -> tuple[str | None, str | None]:
     return clean, to_text(clean) or None
 
 
-def normalize_email(value: str) -> str:
-    """Return the normalized address or raise EmailNotValidError."""
-    return validate_email(value.strip(), check_deliverability=False).normalized
+def normalize_email(value: str, internal_domains: Collection[str] = ()) -> str:
+    """Return the normalized address or raise EmailNotValidError, whose message says why.
+
+    An address in one of `internal_domains` (or a subdomain) is accepted although its domain is
+    special-use (empresa.local, .test): email-validator refuses those whatever it is told, so it
+    checks the part before the @ and the list vouches for the domain.
+    """
+    value = value.strip()
+    local, at, domain = value.rpartition("@")
+    domain = domain.lower()
+    if not at or not in_domains(domain, internal_domains):
+        return validate_email(value, check_deliverability=False).normalized
+    checked = validate_email(f"{local}@{PLACEHOLDER_DOMAIN}", check_deliverability=False)
+    return f"{checked.local_part}@{domain}"
+
+
+def in_domains(domain: str, domains: Collection[str]) -> bool:
+    """Whether `domain` is one of `domains` or a subdomain of one (names in lower case)."""
+    if len(domain) > 253 or not all(DOMAIN_LABEL.match(label) for label in domain.split(".")):
+        return False
+    return any(domain == d or domain.endswith("." + d) for d in domains)
+
+
+def parse_domains(raw: str | None) -> tuple[str, ...]:
+    """Domain names, one per line or separated by commas; ValueError names the first bad one."""
+    found: list[str] = []
+    for entry in re.split(r"[\s,]+", raw or ""):
+        name = entry.strip().lower().removeprefix("@").removeprefix("*.").removesuffix(".")
+        if not name:
+            continue
+        labels = name.split(".")
+        if len(name) > 253 or not all(DOMAIN_LABEL.match(label) for label in labels):
+            raise ValueError(f"Not a domain name: {entry!r}. Enter names such as empresa.local.")
+        if labels[-1].isdigit():
+            raise ValueError(f"Not a domain name: {entry!r}. Enter a name, not an IP address.")
+        if name not in found:
+            found.append(name)
+    return tuple(found)
 
 
 def duration_text(seconds: int) -> str:

@@ -26,7 +26,8 @@ document.addEventListener("htmx:afterSettle", () => {
     if (input) input.setAttribute("aria-invalid", box.classList.contains("invalid") ? "true" : "false");
   });
 });
-// A copy button puts the text of the element it names on the clipboard (the DKIM record).
+// A copy button puts the text of the element it names on the clipboard (a DKIM record, the
+// OAuth2 redirect URI).
 document.addEventListener("click", (event) => {
   const button = event.target.closest && event.target.closest("button[data-copy]");
   if (!button) return;

@@ -4,6 +4,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from email_validator import EmailNotValidError
+
 from portal import audit, crypto, metrics
 from portal.delivery import smtp_config
 from portal.delivery.signing import Signer
@@ -24,6 +26,7 @@ MSG_AUTHORIZE_AGAIN = (
     "Host, mailbox or provider changed: save, then authorize again. "
     "A saved authorization is never used for another server or mailbox."
 )
+MSG_RECIPIENT = "Enter the address the test mail goes to."
 LOCK_KEY = "portal:test-running:{}"
 # Seconds the test waits for the TCP connect and for the greeting: a firewall that drops
 # packets, or a port that expects TLS first, is told within this, whatever the timeout.
@@ -97,11 +100,13 @@ def prepare(
         if problem:
             raise TestRefusedError(problem)
         password = typed or crypto.decrypt(saved.password_encrypted)
-    try:
-        recipient = normalize_email(recipient)
-    except Exception as exc:  # noqa: BLE001 - every reason gets the same message
-        raise TestRefusedError("Enter the address the test mail goes to.") from exc
     settings = resolution.resolve_for_test(company, values, auth_config_id)
+    if not recipient.strip():
+        raise TestRefusedError(MSG_RECIPIENT)
+    try:
+        recipient = normalize_email(recipient, settings.internal_domain_names)
+    except EmailNotValidError as exc:
+        raise TestRefusedError(f"{MSG_RECIPIENT} {exc}") from exc
     try:
         composed = compose(
             settings,

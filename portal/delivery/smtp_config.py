@@ -31,6 +31,7 @@ def client_config(
         password=password if settings.auth_enabled else None,
         timeout=float(settings.timeout_seconds),
         ca_file=current_app.config.get("MAIL_CA_FILE"),
+        ca_data=settings.ca_bundle,
         connect_address=address,
         token_source=token_source,
     )

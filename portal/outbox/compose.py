@@ -8,6 +8,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from html import escape
 
+from email_validator import EmailNotValidError
+
 from portal.config import MAX_MESSAGE_BYTES
 from portal.exceptions import MailValidationError
 from portal.models import Company, User, utcnow
@@ -38,12 +40,16 @@ class Composed:
     raw: bytes
 
 
-def _addresses(field_name: str, values: Sequence[str], errors: dict[str, str]) -> list[str]:
+def _addresses(
+    field_name: str, values: Sequence[str], errors: dict[str, str], internal: Sequence[str]
+) -> list[str]:
     found = []
     for value in values:
         try:
-            found.append(normalize_email(value))
-        except Exception:  # noqa: BLE001 - every reason is reported the same way
+            found.append(normalize_email(value, internal))
+        except EmailNotValidError as exc:
+            errors[field_name] = f"Not a valid email address: {value!r}. {exc}"
+        except Exception:  # noqa: BLE001 - not a string: no reason to give
             errors[field_name] = f"Not a valid email address: {value!r}"
     return found
 
@@ -104,10 +110,11 @@ def compose(
 ) -> Composed:
     """Validate the parts of a mail and render it; MailValidationError names each bad field."""
     errors: dict[str, str] = {}
-    to_list = _addresses("to", to, errors)
-    cc_list = _addresses("cc", cc, errors)
-    bcc_list = _addresses("bcc", bcc, errors)
-    reply_list = _addresses("reply_to", [reply_to] if reply_to else [], errors)
+    internal = settings.internal_domain_names
+    to_list = _addresses("to", to, errors, internal)
+    cc_list = _addresses("cc", cc, errors, internal)
+    bcc_list = _addresses("bcc", bcc, errors, internal)
+    reply_list = _addresses("reply_to", [reply_to] if reply_to else [], errors, internal)
     recipients = tuple(dict.fromkeys(to_list + cc_list + bcc_list))
     if not recipients and "to" not in errors:
         errors["to"] = "Give at least one recipient."

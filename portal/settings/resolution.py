@@ -16,6 +16,7 @@ from portal.models import (
     MailConfig,
     oauth_in_use,
 )
+from portal.text import parse_domains
 from portal.wire import egress
 from portal.wire.egress import EgressPolicy
 
@@ -58,11 +59,13 @@ DEFAULTS = MappingProxyType(
         "reply_to": None,
         "footer_html": None,
         "footer_text": None,
+        "ca_bundle": None,
         "default_sender_enabled": False,
         "all_use_default_sender": False,
         "egress_allowlist": None,
         "egress_extra_ports": None,
         "retention_days": 30,
+        "internal_domains": None,
     }
 )
 # Fields a company may set for itself when it uses its own settings.
@@ -88,6 +91,7 @@ COMPANY_FIELDS = (
     "reply_to",
     "footer_html",
     "footer_text",
+    "ca_bundle",
 )
 GLOBAL_ONLY_FIELDS = (
     "default_sender_enabled",
@@ -95,13 +99,14 @@ GLOBAL_ONLY_FIELDS = (
     "egress_allowlist",
     "egress_extra_ports",
     "retention_days",
+    "internal_domains",
 )
 # Optional fields a company leaves empty to keep the global value.
 INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
 # A company sets each group for itself ("Override") or follows the global settings in it.
 GROUPS = MappingProxyType(
     {
-        "server": ("host", "port", "security", "timeout_seconds", "max_sessions"),
+        "server": ("host", "port", "security", "timeout_seconds", "max_sessions", "ca_bundle"),
         "auth": (
             "auth_enabled",
             "username",
@@ -147,11 +152,13 @@ class EffectiveSettings:
     reply_to: str | None
     footer_html: str | None
     footer_text: str | None
+    ca_bundle: str | None = field(repr=False)  # PEM: the internal CAs its server may chain to
     default_sender_enabled: bool
     all_use_default_sender: bool
     egress_allowlist: str | None
     egress_extra_ports: str | None
     retention_days: int
+    internal_domains: str | None
     sources: MappingProxyType = field(compare=False)
     # The configuration row whose authentication is in force (its OAuth2 grant is used).
     auth_config_id: int | None = None
@@ -169,6 +176,11 @@ class EffectiveSettings:
     def source(self, name: str) -> str:
         return self.sources[name]
 
+    @property
+    def internal_domain_names(self) -> tuple[str, ...]:
+        """The mail domains accepted although special-use (empresa.local)."""
+        return domain_names(self.internal_domains)
+
 
 def _is_set(value: Any) -> bool:
     return value is not None and value != ""
@@ -185,6 +197,20 @@ def egress_policy() -> EgressPolicy:
     if config is None:
         return EgressPolicy()
     return EgressPolicy.parse(config.egress_allowlist, config.egress_extra_ports)
+
+
+def domain_names(raw: str | None) -> tuple[str, ...]:
+    """The saved list of internal mail domains; an entry that no longer parses counts for none."""
+    try:
+        return parse_domains(raw)
+    except ValueError:
+        return ()
+
+
+def internal_domains() -> tuple[str, ...]:
+    """The superuser's internal mail domains (global settings): addresses there are accepted."""
+    config = global_config()
+    return domain_names(config.internal_domains) if config is not None else ()
 
 
 def clear_auth_problem(
@@ -299,6 +325,7 @@ def session_key(settings: EffectiveSettings) -> str:
         settings.username if settings.auth_enabled else None,
         settings.password_encrypted if settings.auth_enabled else None,
         settings.timeout_seconds,
+        settings.ca_bundle,  # another trust is another connection
         # An OAuth2 mailbox's tokens belong to the configuration row that holds the grant.
         (settings.auth_method, settings.auth_config_id) if settings.uses_oauth else None,
     )

@@ -36,7 +36,8 @@ MSG_SECRET_AGAIN = (
 )
 # The access token goes to this host for this mailbox: a change needs a new authorization.
 GRANT_FIELDS = ("host", "username", "auth_method", *SECRET_FIELDS, "oauth_scopes")
-NOT_STORED = ("password_encrypted", "footer_text", "oauth_client_secret_encrypted")
+# Not typed into a field of the same name: derived, write-only, or uploaded (the CA bundle).
+NOT_STORED = ("password_encrypted", "footer_text", "oauth_client_secret_encrypted", "ca_bundle")
 
 
 def uses_oauth(values: dict[str, Any]) -> bool:
@@ -80,6 +81,15 @@ def prefill(config: MailConfig | None, *, with_global_only: bool) -> dict[str, A
         return {}
     # An unset column leaves the form field at its declared default.
     return {name: getattr(config, name) for name in names if getattr(config, name) is not None}
+
+
+def ca_choice(config: MailConfig | None, typed: str | None, remove: bool) -> str | None:
+    """The CA bundle to store: the one pasted or uploaded, none on Remove, else the saved one."""
+    if typed:
+        return typed + "\n"
+    if remove or config is None:
+        return None
+    return config.ca_bundle
 
 
 def password_problem(

@@ -20,6 +20,7 @@ from portal.exceptions import MailValidationError
 from portal.extensions import db, limiter
 from portal.keys import api_keys
 from portal.models import IdempotencyRecord, OutboxMessage, as_utc
+from portal.settings.resolution import internal_domains
 from portal.web import api_batch, api_schema, openapi
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -202,7 +203,7 @@ def create_message():
     body, problem = _json_body()
     if problem is not None:
         return _invalid({"body": problem})
-    message, errors = api_schema.parse_message(body)
+    message, errors = api_schema.parse_message(body, internal_domains=internal_domains())
     if message is None:
         return _invalid(errors)
     record = None
@@ -243,7 +244,7 @@ def create_batch():
     body, problem = _json_body()
     if problem is not None:
         return _invalid({"body": problem})
-    items, refusal, errors = api_batch.parse(body)
+    items, refusal, errors = api_batch.parse(body, internal_domains())
     if errors:
         return _invalid(errors)
     if refusal is not None:

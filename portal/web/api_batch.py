@@ -86,7 +86,9 @@ class BatchRefused(BaseModel):
     results: list[Invalid | NotStored]
 
 
-def parse(body: object) -> tuple[list[BatchItem], BatchRefused | None, dict[str, str]]:
+def parse(
+    body: object, internal_domains: tuple[str, ...] = ()
+) -> tuple[list[BatchItem], BatchRefused | None, dict[str, str]]:
     """The batch's items; or the answer naming its bad items; or the batch's own errors."""
     if not isinstance(body, dict):
         return [], None, {"body": api_schema.MSG_OBJECT}
@@ -100,7 +102,7 @@ def parse(body: object) -> tuple[list[BatchItem], BatchRefused | None, dict[str,
     bad: dict[int, dict[str, str]] = {}
     first: dict[str, int] = {}
     for index, raw in enumerate(given):
-        item, item_errors = api_schema.parse_message(raw, BatchItem)
+        item, item_errors = api_schema.parse_message(raw, BatchItem, internal_domains)
         if item is None:
             bad[index] = item_errors
             continue

@@ -4,8 +4,16 @@ import base64
 import re
 from typing import Annotated, Literal, TypeVar
 
-from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic_core import PydanticCustomError
 
 from portal import outbox
@@ -28,8 +36,14 @@ _IN_NAME = rf"[^{CONTROLS}{BIDI}/\\]"
 FILENAME = rf"^(?:[^{CONTROLS}{BIDI}]*[/\\])?{_IN_NAME}*[^{CONTROLS}{BIDI}/\\. ]{_IN_NAME}*$"
 # What "format: email" does not say: addresses at special-use domains (.test, .local, ...) are
 # refused. Only the schema carries this one (pydantic's regex has no lookahead): _address checks.
+# The superuser's internal mail domains (empresa.local) are accepted besides; the description
+# says so, as the pattern cannot (they are not known when the schema is made).
 _ANY_CASE = "|".join("".join(f"[{c}{c.upper()}]" for c in d) for d in SPECIAL_USE_DOMAIN_NAMES)
 ADDRESS = rf"^(?!.*[@.](?:{_ANY_CASE})\.?$)"
+ADDRESS_RULE = (
+    "Addresses at special-use domains (.local, .test, .invalid, ...) are refused, "
+    "except in the internal mail domains the portal's superuser lists."
+)
 MIME_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 IDEMPOTENCY_KEY = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
@@ -75,11 +89,12 @@ def _unicode(value: str) -> str:
     return value
 
 
-def _address(value: str) -> str:
+def _address(value: str, info: ValidationInfo) -> str:
+    internal = (info.context or {}).get("internal_domains", ())
     try:
-        normalize_email(value)
-    except Exception:  # noqa: BLE001 - every reason is reported the same way
-        raise _refuse(f"Not a valid email address: {value!r}") from None
+        normalize_email(value, internal)
+    except EmailNotValidError as exc:
+        raise _refuse(f"Not a valid email address: {value!r}. {exc}") from None
     return value
 
 
@@ -101,7 +116,7 @@ def _base_name(value: str) -> str:
 Text = Annotated[str, AfterValidator(_unicode)]
 Address = Annotated[
     str,
-    Field(json_schema_extra={"format": "email", "pattern": ADDRESS}),
+    Field(json_schema_extra={"format": "email", "pattern": ADDRESS, "description": ADDRESS_RULE}),
     AfterValidator(_unicode),
     AfterValidator(_address),
 ]
@@ -261,13 +276,18 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
 
 
 def parse_message(
-    body: object, model: type[NewMessageT] = NewMessage
+    body: object,
+    model: type[NewMessageT] = NewMessage,
+    internal_domains: tuple[str, ...] = (),
 ) -> tuple[NewMessageT | None, dict[str, str]]:
-    """The mail in a request body (or a batch's item), or the errors per field."""
+    """The mail in a request body (or a batch's item), or the errors per field.
+
+    Addresses in `internal_domains` are accepted although their domain is special-use.
+    """
     if not isinstance(body, dict):
         return None, {"body": MSG_OBJECT}
     try:
-        message = model.model_validate(body)
+        message = model.model_validate(body, context={"internal_domains": internal_domains})
     except ValidationError as exc:
         return None, field_errors(exc)
     errors = message.missing()

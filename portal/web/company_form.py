@@ -65,6 +65,9 @@ def company_form(company: Company) -> CompanyMailForm:
         if not (posting and group in shown and group in groups):
             for key, value in _in_force_data(effective, group, group in groups).items(multi=True):
                 data.add(key, value)
+    if posting and "server" in shown and "server" in groups:
+        for key, upload in request.files.items(multi=True):  # the CA bundle's file
+            data.add(key, upload)
     return CompanyMailForm(formdata=data, groups=groups, in_force=effective)
 
 

@@ -4,6 +4,7 @@ The start answers at once with a panel that polls the test's state every second 
 worker has finished it; no request waits for the SMTP server.
 """
 
+import re
 import time
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
@@ -16,7 +17,7 @@ from portal.delivery.connection_check import CONNECT_TIMEOUT_SECONDS, TestRefuse
 from portal.extensions import limiter
 from portal.models import Company, MailConfig
 from portal.settings.resolution import global_config
-from portal.settings.saving import form_values
+from portal.settings.saving import ca_choice, form_values
 from portal.web.access import superuser_required, visible_company
 from portal.web.company_form import company_form
 from portal.web.forms import GlobalMailForm
@@ -32,6 +33,16 @@ def _test_limit() -> str:
     return current_app.config["MAIL_TEST_RATE_LIMIT"]
 
 
+def _counted(response) -> bool:
+    """Only a test that started counts against the quota: a refusal (422) opened no connection."""
+    return response.status_code != UNPROCESSABLE
+
+
+def limit_text(limit: str) -> str:
+    """'10 per 10 minutes' for Flask-Limiter's '10 per 10 minute'."""
+    return re.sub(r"\b(per (?!1 )\d+ (second|minute|hour|day|month|year))\b", r"\1s", limit)
+
+
 def render_test_refusal(message: str, status: int):
     """The test panel saying why no test ran (bad input, a test running, too many tests)."""
     return swapped_on_error(render_template("mail/_test_result.html", refusal=message), status)
@@ -39,7 +50,7 @@ def render_test_refusal(message: str, status: int):
 
 @bp.errorhandler(429)
 def _too_many_tests(exc):
-    limit = getattr(exc, "description", "")
+    limit = limit_text(getattr(exc, "description", ""))
     return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)
 
 
@@ -52,6 +63,8 @@ def _start(form, saved: MailConfig | None, company: Company | None):
         return render_test_refusal(f"Correct these fields first: {bad}.{reasons}", UNPROCESSABLE)
     recipient = request.form.get("test_recipient", "")
     values, typed = form_values(form), form.password.data or ""
+    # The certificates pasted or uploaded count, saved or not; Remove tests without the saved ones.
+    values["ca_bundle"] = ca_choice(saved, form.typed_ca_bundle(), form.remove_ca_bundle.data)
     for name in NOT_TESTED:
         values.pop(name, None)
     try:
@@ -98,7 +111,7 @@ def _panel(test_id: str, company: Company | None, *, cancelled: bool = False):
 
 @bp.post("/settings/mail/test")
 @superuser_required
-@limiter.limit(_test_limit)
+@limiter.limit(_test_limit, deduct_when=_counted)
 def test_global():
     """Start a test of the global form's values against the real server."""
     return _start(GlobalMailForm(), global_config(), None)
@@ -120,7 +133,7 @@ def cancel(test_id: str):
 
 @bp.post("/companies/<int:company_id>/email/test")
 @login_required
-@limiter.limit(_test_limit)
+@limiter.limit(_test_limit, deduct_when=_counted)
 def test_company(company_id: int):
     """Start a test of a company's form values against the real server."""
     company = visible_company(company_id)

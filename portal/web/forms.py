@@ -6,7 +6,15 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from werkzeug.datastructures import FileStorage
+from wtforms import (
+    BooleanField,
+    FileField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
@@ -22,10 +30,12 @@ from portal.settings.resolution import (
     EffectiveSettings,
     clear_auth_problem,
     egress_policy,
+    internal_domains,
 )
-from portal.text import CONTROL_CHARS, normalize_email
+from portal.text import CONTROL_CHARS, normalize_email, parse_domains
 from portal.web.labels import AUTH_METHOD_NAMES, SECURITY_NAMES
 from portal.wire.egress import EgressPolicy
+from portal.wire.trust import MAX_BUNDLE_CHARS, MSG_NOT_PEM, MSG_TOO_LONG, read_bundle
 
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_FOOTER_CHARS = 20_000
@@ -79,12 +89,18 @@ class HostField(StringField):
             self.errors.append("Enter a host name (mail.example.com) or an IP address.")
 
 
+def accepted_domains(form) -> tuple[str, ...]:
+    """The internal mail domains a form's addresses may be in (the saved ones, or the form's)."""
+    own = getattr(form, "accepted_domains", None)
+    return own() if own is not None else internal_domains()
+
+
 class EmailField(StringField):
     def post_validate(self, form, validation_stopped) -> None:
         if validation_stopped or self.errors or not self.data:
             return
         try:
-            self.data = normalize_email(self.data)
+            self.data = normalize_email(self.data, accepted_domains(form))
         except EmailNotValidError as exc:
             self.errors.append(f"Enter a valid email address: {exc}")
 
@@ -165,6 +181,34 @@ class MailForm(FlaskForm):
     )
     reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
     footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])
+    ca_bundle_pem = TextAreaField("Trusted CA certificates", [no_nul])
+    ca_bundle_file = FileField("Or upload a PEM file")
+    remove_ca_bundle = BooleanField("Remove the trusted certificates")
+
+    def typed_ca_bundle(self) -> str | None:
+        """The PEM pasted or uploaded (the file wins), None if neither; ValueError if unread."""
+        if not hasattr(self, "_typed_ca_bundle"):
+            upload = self.ca_bundle_file.data
+            if isinstance(upload, FileStorage) and upload.filename:
+                raw = upload.stream.read(MAX_BUNDLE_CHARS + 1)
+                if len(raw) > MAX_BUNDLE_CHARS:
+                    raise ValueError(MSG_TOO_LONG)
+                try:
+                    text = raw.decode("ascii")
+                except UnicodeDecodeError:
+                    raise ValueError(MSG_NOT_PEM) from None
+            else:
+                text = self.ca_bundle_pem.data or ""
+            self._typed_ca_bundle = text.strip() or None
+        return self._typed_ca_bundle
+
+    def validate_ca_bundle_pem(self, field) -> None:
+        try:
+            typed = self.typed_ca_bundle()
+            if typed:
+                read_bundle(typed)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
 
     def uses_oauth(self) -> bool:
         return oauth_in_use(self.auth_enabled.data, self.auth_method.data)
@@ -174,7 +218,7 @@ class MailForm(FlaskForm):
             if not (field.data or "").strip():
                 raise ValidationError("Enter the mailbox address mail is sent from.")
             try:
-                field.data = normalize_email(field.data)
+                field.data = normalize_email(field.data, self.accepted_domains())
             except EmailNotValidError as exc:
                 raise ValidationError(f"Enter the mailbox's email address: {exc}") from exc
         elif self.auth_enabled.data and not (field.data or "").strip():
@@ -209,6 +253,9 @@ class MailForm(FlaskForm):
     def egress_policy(self) -> EgressPolicy:
         return egress_policy()
 
+    def accepted_domains(self) -> tuple[str, ...]:
+        return internal_domains()
+
     def _needed_for_oauth(self, field, message: str) -> None:
         if self.uses_oauth() and not (field.data or "").strip():
             raise ValidationError(message)
@@ -227,6 +274,9 @@ FORM_GROUP_OF = {
     "password": "auth",
     "remove_password": "auth",
     "oauth_client_secret": "auth",
+    "ca_bundle_pem": "server",
+    "ca_bundle_file": "server",
+    "remove_ca_bundle": "server",
 }
 
 
@@ -279,6 +329,21 @@ class GlobalMailForm(MailForm):
     retention_days = WholeNumberField(
         "Keep sent mail (days)", 0, 3650, default=DEFAULTS["retention_days"]
     )
+    internal_domains = TextAreaField("Internal mail domains", [no_nul, max_length(2000)])
+
+    def validate_internal_domains(self, field) -> None:
+        try:
+            field.data = "\n".join(parse_domains(field.data)) or None
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def accepted_domains(self) -> tuple[str, ...]:
+        # The domains typed here are the ones in force once saved: listing a domain and using
+        # it as the sender is one save.
+        try:
+            return parse_domains(self.internal_domains.data)
+        except ValueError:
+            return internal_domains()
 
     def validate_egress_allowlist(self, field) -> None:
         try:

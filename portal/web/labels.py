@@ -35,6 +35,8 @@ FIELD_LABELS = {
     "egress_allowlist": "Allowed internal relays",
     "egress_extra_ports": "Additional SMTP ports",
     "retention_days": "Keep sent mail (days)",
+    "internal_domains": "Internal mail domains",
+    "ca_bundle": "Trusted CA certificates",
     "server": "Server",
     "result": "Result",
     "name": "Name",

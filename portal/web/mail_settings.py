@@ -22,6 +22,7 @@ from portal.outbox import store
 from portal.settings.resolution import USUAL_PORTS, global_config, merge
 from portal.settings.saving import (
     apply,
+    ca_choice,
     company_config,
     ensure_global_config,
     form_values,
@@ -34,6 +35,7 @@ from portal.web.access import superuser_required, visible_company
 from portal.web.company_form import company_form, unshown
 from portal.web.forms import GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond, wants_partial
+from portal.wire import trust
 
 bp = Blueprint("mail_settings", __name__)
 bp.register_blueprint(connection_test.bp)  # the Test connection button of both pages
@@ -61,14 +63,28 @@ def _save(form, config: MailConfig | None, company: Company | None) -> bool:
         return False
     if company is not None and config is None and not form.groups:
         return True  # following the global settings in every group, as it already does
+    if getattr(form, "groups", None) is None or "server" in form.groups:  # the server's trust
+        values["ca_bundle"] = ca_choice(config, form.typed_ca_bundle(), form.remove_ca_bundle.data)
     changes = apply(config or company_config(company), values, new_password, new_secret)
+    if "ca_bundle" in changes:  # the audit names the certificates, not their PEM text
+        changes["ca_bundle"] = {k: trust_summary(v) for k, v in changes["ca_bundle"].items()}
     if company is not None and company.use_own_mail_settings != bool(form.groups):
         # The switch the versioned cache and the lanes read: on while any group is overridden.
         old, company.use_own_mail_settings = company.use_own_mail_settings, bool(form.groups)
         changes["use_own_mail_settings"] = {"old": old, "new": company.use_own_mail_settings}
     audit.record("mail_settings.update", changes, current_user, company)
     db.session.commit()
+    form.footer_html.data = values["footer_html"]  # the page shows what is stored: sanitized
+    form.ca_bundle_pem.data, form.remove_ca_bundle.data = "", False  # listed as stored instead
     return True
+
+
+def trust_summary(pem: str | None) -> str | None:
+    """'Acme Root CA (until 2030-01-31)' per certificate: the CA bundle as the audit shows it."""
+    if not pem:
+        return None
+    shown = [f"{c.subject} (until {c.expires:%Y-%m-%d})" for c in trust.describe(pem)]
+    return "; ".join(shown)
 
 
 def _provider_defaults(form) -> None:
@@ -108,6 +124,7 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
         "saved": saved,
         "saved_password": config is not None and config.has_password,
         "saved_secret": config is not None and config.has_client_secret,
+        "ca_certificates": trust.describe(config.ca_bundle if config is not None else None),
         **_oauth_context(config, company),
         "usual_ports": dict(USUAL_PORTS),
         "history": audit.recent(company),

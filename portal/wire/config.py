@@ -22,6 +22,9 @@ class SmtpConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
+    # PEM certificates this configuration's server may chain to, besides the system's and
+    # `ca_file`: an internal CA. Long, not secret: left out of repr to keep log lines short.
+    ca_data: str | None = field(default=None, repr=False)
     local_hostname: str | None = None
     connect_address: str | None = None  # pinned IP; TLS still checks `host`
     # Seconds for the TCP connect, TLS on connect and the greeting, when shorter than
@@ -40,27 +43,33 @@ class SmtpConfig:
             raise ValueError("port must be 1..65535 and timeout positive")
 
 
-def make_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """A context that verifies certificate and host name, trusting `ca_file` besides the system.
+def make_tls_context(ca_file: str | None = None, ca_data: str | None = None) -> ssl.SSLContext:
+    """A context that verifies certificate and host name, trusting `ca_file` and `ca_data`
+    (PEM text) besides the system.
 
     Shared between sessions: loading the system's CA store costs more than a whole SMTP
-    session on loopback. A changed CA file (new mtime) gets a new context.
+    session on loopback. A changed CA file (new mtime) or other PEM text gets a new context.
     """
     try:
         stamp = os.stat(ca_file).st_mtime_ns if ca_file else None
     except OSError as exc:
         raise SmtpTlsError(f"cannot load CA file: {exc}", step="tls") from exc
-    return _tls_context(ca_file, stamp)
+    return _tls_context(ca_file, stamp, ca_data or None)
 
 
 @lru_cache(maxsize=16)
-def _tls_context(ca_file: str | None, _stamp: int | None) -> ssl.SSLContext:
+def _tls_context(ca_file: str | None, _stamp: int | None, ca_data: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_file:
         try:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ValueError) as exc:
             raise SmtpTlsError(f"cannot load CA file: {exc}", step="tls") from exc
+    if ca_data:
+        try:
+            context.load_verify_locations(cadata=ca_data)
+        except (ssl.SSLError, ValueError) as exc:
+            raise SmtpTlsError(f"cannot load the trusted certificates: {exc}", step="tls") from exc
     return context
 
 

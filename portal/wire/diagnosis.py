@@ -181,7 +181,8 @@ def _tls(exc, host, port, timeout, sender) -> Diagnosis | None:
         return Diagnosis(
             "certificate-untrusted",
             "The server's certificate is not trusted (unknown or self-signed issuer).",
-            "Use the provider's official host name; an internal CA can be added by the superuser.",
+            "Use the provider's official host name. For an internal CA, add its certificate under "
+            "Trusted CA certificates (Server) and test again.",
         )
     return Diagnosis("tls", f"The TLS handshake failed: {exc.message}.", "Check security and port.")
 

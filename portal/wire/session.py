@@ -59,7 +59,9 @@ class SmtpSession:
         self.deadline = deadline  # seconds of wall clock for open() and for each send()
         self.sessions_opened = 0
         plain = config.security == "none"
-        self._context = tls_context or (None if plain else make_tls_context(config.ca_file))
+        self._context = tls_context or (
+            None if plain else make_tls_context(config.ca_file, config.ca_data)
+        )
         self._clock = Clock(config.timeout)
         self._transport: Transport | None = None
         self._latest: Transport | None = None  # also while opening, for abort()

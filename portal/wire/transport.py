@@ -158,6 +158,32 @@ class Transport(smtplib.SMTP):
         self.helo_resp = self.ehlo_resp = None
         self.esmtp_features, self.does_esmtp = {}, False
 
+    def login(self, user: str, password: str, *, initial_response_ok: bool = True):
+        """smtplib's login, except that the first 535 (credentials refused) ends it.
+
+        smtplib tries the next method after a refusal: one wrong password would count as two
+        failed logins against the account, and lock it out twice as fast.
+        """
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        advertised = self.esmtp_features["auth"].upper().split()
+        methods = [m for m in ("CRAM-MD5", "PLAIN", "LOGIN") if m in advertised]
+        if not methods:
+            raise smtplib.SMTPException("No suitable authentication method found.")
+        self.user, self.password = user, password
+        refused: smtplib.SMTPAuthenticationError | None = None
+        for method in methods:
+            authobject = getattr(self, "auth_" + method.lower().replace("-", "_"))
+            try:
+                return self.auth(method, authobject, initial_response_ok=initial_response_ok)
+            except smtplib.SMTPAuthenticationError as exc:
+                if exc.smtp_code == 535:
+                    raise
+                refused = exc  # the method itself was refused (504, 534...): try the next
+        assert refused is not None
+        raise refused
+
     def _io(self, operation: Callable[..., Any], *args: Any) -> Any:
         try:
             budget = self.clock.budget(self.step)

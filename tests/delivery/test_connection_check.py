@@ -289,7 +289,7 @@ CASES = {
         {"security": "starttls"},
         "tls",
         "The server's certificate is not trusted (unknown or self-signed issuer).",
-        "an internal CA can be added by the superuser",
+        "For an internal CA, add its certificate under Trusted CA certificates (Server)",
     ),
     "auth-required": Case(
         "plain",
@@ -696,7 +696,7 @@ def test_too_many_tests_by_one_user(as_superuser, people, server, web, limit):
 
     assert response.status_code == 429
     assert diagnosis(response.text).startswith(
-        f"Too many connection tests ({allowed} per 10 minute"
+        f"Too many connection tests ({allowed} per 10 minutes)"
     )
     assert "Try again later." in diagnosis(response.text)
     assert int(response.headers["Retry-After"]) > 0
@@ -803,7 +803,10 @@ def test_echoed_credentials_are_redacted_everywhere(as_superuser, app):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"test_recipient": "not an address"}, "Enter the address the test mail goes to."),
+        (
+            {"test_recipient": "not an address"},
+            "Enter the address the test mail goes to. An email address must have an @-sign.",
+        ),
         ({"test_recipient": ""}, "Enter the address the test mail goes to."),
         ({"port": "abc"}, "Correct these fields first: Port."),
         ({"timeout_seconds": "5"}, "Correct these fields first: SMTP timeout (seconds)."),

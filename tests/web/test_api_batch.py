@@ -44,7 +44,10 @@ def test_a_bad_item_in_the_middle_refuses_the_whole_batch(client, acme_key):
             {
                 "index": 1,
                 "status": "invalid",
-                "errors": {"to": "Not a valid email address: 'bob@'"},
+                "errors": {
+                    "to": "Not a valid email address: 'bob@'. "
+                    "There must be something after the @-sign."
+                },
             },
             {"index": 2, "status": "not_stored", "error": api_batch.MSG_NOT_STORED},
         ]

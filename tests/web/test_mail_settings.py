@@ -127,6 +127,16 @@ def test_footer_is_sanitised_and_a_text_version_derived(as_superuser):
     assert config.footer_text == "Acme Ltd\nSite (https://acme.example.com)"
 
 
+@pytest.mark.parametrize("htmx", [True, False])
+def test_after_save_the_footer_field_shows_what_was_stored(as_superuser, htmx):
+    footer = '<p onclick="x()">Acme</p><script>alert(1)</script>'
+    response = as_superuser.post(GLOBAL_URL, {**VALID, "footer_html": footer}, htmx=htmx)
+    page = response.text if htmx else as_superuser.get(GLOBAL_URL).text
+    shown = at_field(page, "footer_html")
+    assert "&lt;p&gt;Acme&lt;/p&gt;" in shown
+    assert "script" not in shown and "onclick" not in shown
+
+
 def test_toggle_refresh_renders_without_saving(as_superuser):
     data = {"host": "smtp.example.com", "port": "25", "security": "none", "_refresh": "1"}
     response = as_superuser.post(GLOBAL_URL, {**data, "auth_enabled": "y"}, htmx=True)

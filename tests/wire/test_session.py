@@ -204,6 +204,15 @@ def test_wrong_password_raises_auth_error_without_the_password(start, certs):
     assert MARKER not in f"{error} {error!r} {cfg!r} {cfg}"
 
 
+def test_a_refused_password_is_tried_once_not_once_per_method(start, certs):
+    server = tls_server(start, "starttls", certs.good)  # offers PLAIN and LOGIN
+    with pytest.raises(SmtpAuthError):
+        send(tls_config(server, certs, "starttls", password=MARKER))
+    (connection,) = server.handler.connections
+    assert connection.auths == [("user", True, False)]
+    assert [verb for verb, _ in connection.commands].count("AUTH") == 1
+
+
 def test_password_echoed_by_the_server_is_redacted(start):
     server = start("no_starttls")
     with pytest.raises(SmtpAuthError) as caught:
