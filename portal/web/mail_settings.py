@@ -74,7 +74,8 @@ def _save(form, config: MailConfig | None, company: Company | None) -> bool:
         changes["use_own_mail_settings"] = {"old": old, "new": company.use_own_mail_settings}
     audit.record("mail_settings.update", changes, current_user, company)
     db.session.commit()
-    form.footer_html.data = values["footer_html"]  # the page shows what is stored: sanitized
+    if "footer_html" in values:  # the page shows what is stored: sanitized
+        form.footer_html.data = values["footer_html"]
     form.ca_bundle_pem.data, form.remove_ca_bundle.data = "", False  # listed as stored instead
     return True
 
