@@ -113,11 +113,13 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
     if company is None:
         context["action"] = url_for("mail_settings.global_settings")
         context["test_action"] = url_for("mail_settings.connection_test.test_global")
+        context["test_mail_action"] = url_for("test_mail.send_global")
         return respond("mail/global.html", "mail/_form_response.html", status, **context)
     context["action"] = url_for("mail_settings.company", company_id=company.id)
     context["test_action"] = url_for(
         "mail_settings.connection_test.test_company", company_id=company.id
     )
+    context["test_mail_action"] = url_for("test_mail.send_company", company_id=company.id)
     context["effective"] = effective = resolve(company)
     # Only an inheriting company's page says the global mailbox needs an authorization.
     glob = global_config() if effective.source("auth_method") == "global" else None
