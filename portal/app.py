@@ -23,14 +23,16 @@ from portal.web import (
     dkim,
     headers,
     health,
+    history,
     hosts,
     mail_settings,
     maillog,
     oauth_connect,
     page_token,
     request_log,
+    test_mail,
 )
-from portal.web.labels import AUTH_METHOD_NAMES, FIELD_LABELS, SECURITY_NAMES
+from portal.web.labels import ACTION_LABELS, AUTH_METHOD_NAMES, FIELD_LABELS, SECURITY_NAMES
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -76,6 +78,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api_keys.bp)
     app.register_blueprint(dkim.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(history.bp)
+    app.register_blueprint(test_mail.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, no CSRF
     app.register_blueprint(health.bp)
@@ -85,6 +89,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         FIELD_LABELS=FIELD_LABELS,
         SECURITY_NAMES=SECURITY_NAMES,
         AUTH_METHOD_NAMES=AUTH_METHOD_NAMES,
+        ACTION_LABELS=ACTION_LABELS,
     )
     _register_error_pages(app)
     page_token.init_app(app)

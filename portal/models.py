@@ -266,6 +266,8 @@ class OutboxMessage(db.Model):
     # headers only and `sealed_raw` the whole mail, encrypted, until its final outcome.
     one_time_link: Mapped[bool] = mapped_column(default=False, server_default=false())
     sealed_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A test mail an admin queued from the mail settings screens: the mail log marks it.
+    is_test: Mapped[bool] = mapped_column(default=False, server_default=false())
     size: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)

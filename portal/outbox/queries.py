@@ -49,6 +49,7 @@ LIST_COLUMNS = (
     OutboxMessage.subject,
     OutboxMessage.attempts,
     OutboxMessage.last_reply,
+    OutboxMessage.is_test,
 )
 OUTBOX = OutboxMessage.__table__
 
@@ -65,6 +66,7 @@ class LogFilter:
     until: date | None = None  # last day shown, UTC
     search: str = ""  # recipient or subject, case-insensitive substring
     lane: str | None = None  # one SMTP destination's mail (the queue dashboard's links)
+    tests_only: bool = False  # the test mails queued from the mail settings screens
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ def _filtered(filters: LogFilter):
         query = query.where(OutboxMessage.status == filters.status)
     if filters.lane:
         query = query.where(OutboxMessage.lane == filters.lane)
+    if filters.tests_only:
+        query = query.where(OutboxMessage.is_test.is_(True))
     if filters.since:
         query = query.where(
             OutboxMessage.created_at >= datetime.combine(filters.since, time(), UTC)

@@ -84,6 +84,7 @@ def _panel(test_id: str, company: Company | None, *, cancelled: bool = False):
     scope = {} if company is None else {"company_id": company.id}
     prefix = "mail_settings.connection_test." + ("status" if company is None else "company_status")
     context = {
+        "company": company,
         "state": state,
         "status_url": url_for(prefix, test_id=test_id, **scope),
         "cancel_url": url_for(prefix.replace("status", "cancel"), test_id=test_id, **scope),

@@ -51,6 +51,8 @@ FIELD_LABELS = {
     "forced": "Activated without a matching DNS record",
     "spf": "SPF",
     "dmarc": "DMARC",
+    "recipient": "Recipient",
+    "mail": "Mail",
 }
 SECURITY_NAMES = {"none": "None", "starttls": "STARTTLS", "ssl": "SSL/TLS"}
 AUTH_METHOD_NAMES = {
@@ -59,3 +61,35 @@ AUTH_METHOD_NAMES = {
     AUTH_MICROSOFT: "OAuth2 – Microsoft 365",
     AUTH_OAUTH_OTHER: "OAuth2 – other provider",
 }
+
+# Every audit action the portal records, as the history names it, and the kind it files under.
+ACTIONS = {
+    "mail_settings.update": ("Mail settings changed", "settings"),
+    "mail_settings.test": ("Connection tested", "tests"),
+    "mail_settings.test_mail": ("Test mail queued", "tests"),
+    "mail_settings.oauth": ("OAuth2 authorization", "keys"),
+    "apikey.create": ("API key created", "keys"),
+    "apikey.revoke": ("API key revoked", "keys"),
+    "dkim.generate": ("DKIM key generated", "keys"),
+    "dkim.check": ("DKIM DNS record checked", "keys"),
+    "dkim.activate": ("DKIM key activated", "keys"),
+    "dkim.remove": ("DKIM key removed", "keys"),
+    "company.create": ("Company created", "accounts"),
+    "company.rename": ("Company renamed", "accounts"),
+    "admin.assign": ("Admin added", "accounts"),
+    "admin.remove": ("Admin removed", "accounts"),
+    "login.failed": ("Log-in failed", "accounts"),
+}
+ACTION_LABELS = {action: label for action, (label, _) in ACTIONS.items()}
+# The history's filter by kind, in the order the filter lists them.
+KIND_LABELS = {
+    "settings": "Settings changes",
+    "tests": "Connection tests and test mails",
+    "keys": "Keys (API keys, DKIM, OAuth2)",
+    "accounts": "Companies and accounts",
+}
+
+
+def actions_of(kind: str) -> list[str]:
+    """The audit actions filed under one kind of the history's filter."""
+    return [action for action, (_, filed) in ACTIONS.items() if filed == kind]

@@ -135,11 +135,13 @@ def _render(form, *, company: Company | None, config: MailConfig | None, saved: 
     if company is None:
         context["action"] = url_for("mail_settings.global_settings")
         context["test_action"] = url_for("mail_settings.connection_test.test_global")
+        context["test_mail_action"] = url_for("test_mail.send_global")
         return respond("mail/global.html", "mail/_form_response.html", status, **context)
     context["action"] = url_for("mail_settings.company", company_id=company.id)
     context["test_action"] = url_for(
         "mail_settings.connection_test.test_company", company_id=company.id
     )
+    context["test_mail_action"] = url_for("test_mail.send_company", company_id=company.id)
     context["groups"] = form.groups
     # What the groups the company follows bring: the global values, as resolve() merges them.
     context["inherited"] = merge(company.id, global_config(), None)

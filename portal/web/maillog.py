@@ -17,6 +17,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
+from portal import audit
 from portal.extensions import db
 from portal.models import FINAL_STATUSES, Company, as_utc
 from portal.outbox import dashboard, handoff, queries
@@ -26,7 +27,9 @@ from portal.web.access import current_scope, superuser_required, visible_company
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 
 bp = Blueprint("maillog", __name__)
-FILTER_FIELDS = ("status", "from", "to", "q", "company", "lane")
+FILTER_FIELDS = ("status", "from", "to", "q", "company", "lane", "type")
+TESTS = "tests"  # the type filter's one value: test mails, and the connection tests beside them
+CONNECTION_TESTS_SHOWN = 10
 MAX_IDS = 2 * queries.DEFAULT_PAGE_SIZE  # per resend or poll request
 MAX_SEARCH_CHARS = 200
 MSG_BAD_DATE = "Enter a date as YYYY-MM-DD."
@@ -104,7 +107,12 @@ def _parse(listing: Listing, args: MultiDict) -> LogFilter:
     lane = listing.values["lane"]
     if lane and not LANE.fullmatch(lane):
         errors["lane"] = "This server link is broken: open it again from the queue dashboard."
-    return LogFilter(listing.scope, status or None, since, until, search, lane or None)
+    kind = listing.values["type"]
+    if kind and kind != TESTS:
+        errors["type"] = "Choose a type from the list."
+    return LogFilter(
+        listing.scope, status or None, since, until, search, lane or None, kind == TESTS
+    )
 
 
 def _page(listing: Listing, filters: LogFilter, cursor: str) -> Page:
@@ -131,6 +139,13 @@ def _lane_server(lane: str) -> dashboard.Server | None:
     return dashboard.server_of(lane, dashboard.servers())
 
 
+def _connection_tests(listing: Listing) -> list | None:
+    """The latest connection tests of the log's scope, shown beside its test mails."""
+    if listing.values.get("type") != TESTS or listing.errors:
+        return None
+    return audit.page(listing.scope, ["mail_settings.test"], size=CONNECTION_TESTS_SHOWN).entries
+
+
 def _render(listing: Listing, page: Page, cursor: str = "", notice: str | None = None):
     page_template = (
         "maillog/company.html" if listing.endpoint.endswith("company_log") else "maillog/all.html"
@@ -145,6 +160,7 @@ def _render(listing: Listing, page: Page, cursor: str = "", notice: str | None =
         "statuses": STATUSES,
         "pending": [row.id for row in page.rows if row.status not in FINAL_STATUSES],
         "lane_server": _lane_server(listing.values.get("lane", "")),
+        "connection_tests": _connection_tests(listing),
     }
     status = UNPROCESSABLE if listing.errors else 200
     return respond(page_template, "maillog/_rows.html", status, **context)

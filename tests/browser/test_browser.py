@@ -115,7 +115,7 @@ def test_company_admin_sets_own_mail_settings(page, people, global_mail):
     expect(page.get_by_label("User", exact=True)).to_have_value("acme-mailer")
     expect(page.get_by_text("A password is saved.")).to_be_visible()
     latest = page.locator("#history tbody tr").first
-    expect(latest).to_contain_text("mail_settings.update")
+    expect(latest).to_contain_text("Mail settings changed")
     expect(latest.locator("li", has_text="SMTP timeout")).to_contain_text("60")
     expect(latest.locator("li", has_text="Parallel connections")).to_contain_text("2 → 5")
     expect(latest.locator("li", has_text="Password")).to_contain_text("changed")

@@ -121,7 +121,7 @@ def test_failed_logins_appear_in_the_history_without_the_typed_text(web, people)
     superuser = visitor(web, "198.51.100.31")
     superuser.login(people.superuser.email)
     page = superuser.get(f"/companies/{people.acme.id}/admins").text
-    assert page.count("login.failed") == 5 and "203.0.113.5" in page
+    assert page.count("Log-in failed") == 5 and "203.0.113.5" in page
     assert "Log-ins paused for" in page
 
 

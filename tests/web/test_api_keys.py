@@ -136,7 +136,7 @@ def test_create_and_revoke_in_the_browser(page, people):
     expect(token).to_have_text(re.compile(r"^pk_"))
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "api_keys_created.png", full_page=True)
-    expect(page.locator("#history")).to_contain_text("apikey.create")
+    expect(page.locator("#history")).to_contain_text("API key created")
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Revoke").click()
