@@ -1,11 +1,16 @@
 """The demo's mail catcher: a real SMTP server whose catch the superuser reads as its recipient."""
 
 import html
+import json
 import re
+import subprocess
+import sys
 from email.headerregistry import Address
 
 import pytest
 from support.catching import mail
+
+from portal import catcher
 
 LONG_LINK = "http://127.0.0.1:5000/set-password/" + "Ab3-_x" * 20  # past QP's 76-character lines
 
@@ -27,6 +32,19 @@ def test_the_page_names_the_port_the_catcher_listens_on(as_superuser, running_ca
 def test_without_a_running_catcher_the_page_says_so(as_superuser, app):
     page = as_superuser.get("/settings/mail/caught").text
     assert "mail catcher is not running" in page and "listening on" not in page
+
+
+def test_a_catcher_that_died_without_tidying_up_is_not_shown_as_listening(as_superuser, app):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    directory = catcher.caught_dir(app.instance_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / catcher.LISTENING).write_text(
+        json.dumps({"host": "127.0.0.1", "port": 2526, "pid": gone.pid})
+    )
+    page = as_superuser.get("/settings/mail/caught").text
+    assert "mail catcher is not running" in page and "2526" not in page
+    (directory / catcher.LISTENING).unlink()
 
 
 def test_a_quoted_printable_link_is_shown_whole_and_clickable(as_superuser, running_catcher):
