@@ -242,6 +242,8 @@ class OutboxMessage(db.Model):
         ),
         # The queue dashboard's mail sent per minute: one range of the sent mail's recent end.
         Index("ix_outbox_messages_status_sent", "status", "sent_at"),
+        # A mail's detail lists its resends; PostgreSQL does not index a foreign key by itself.
+        Index("ix_outbox_messages_resend_of", "resend_of_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

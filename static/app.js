@@ -285,3 +285,49 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     spot.focus();
   }
 })();
+// --- Mail viewers: times in the reader's zone, "select all" for the mail log's bulk actions ---
+(() => {
+  const pad = (n) => String(n).padStart(2, "0");
+  const zoneName = (moment) => {
+    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+      .formatToParts(moment).find((p) => p.type === "timeZoneName");
+    return part ? part.value : "";
+  };
+  // The server wrote UTC (kept in the title); show the same moment in the browser's time zone.
+  const localTimes = (root) => {
+    root.querySelectorAll("time[data-local][datetime]").forEach((el) => {
+      const moment = new Date(el.getAttribute("datetime"));
+      if (Number.isNaN(moment.getTime())) return;
+      const day = `${moment.getFullYear()}-${pad(moment.getMonth() + 1)}-${pad(moment.getDate())}`;
+      const clock = `${pad(moment.getHours())}:${pad(moment.getMinutes())}:${pad(moment.getSeconds())}`;
+      el.textContent = `${day} ${clock} ${zoneName(moment)}`.trim();
+    });
+  };
+  const boxesOf = (all) => {
+    const form = all.form || all.closest("form");
+    return form ? [...form.querySelectorAll(`input[type=checkbox][name="${all.dataset.selectAll}"]`)] : [];
+  };
+  // The "select all" box is shown only where this script runs, and follows the rows' boxes.
+  const selectAlls = (root) => {
+    root.querySelectorAll("input[data-select-all]").forEach((all) => {
+      const boxes = boxesOf(all);
+      all.hidden = boxes.length === 0;
+      const checked = boxes.filter((b) => b.checked).length;
+      all.checked = boxes.length > 0 && checked === boxes.length;
+      all.indeterminate = checked > 0 && checked < boxes.length;
+    });
+  };
+  document.addEventListener("change", (event) => {
+    const box = event.target;
+    if (box.dataset && box.dataset.selectAll) {
+      boxesOf(box).forEach((b) => { b.checked = box.checked; });
+    } else if (box.type !== "checkbox") {
+      return;
+    }
+    selectAlls(document);
+  });
+  const refresh = () => { localTimes(document); selectAlls(document); };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", refresh);
+  else refresh();
+  document.addEventListener("htmx:afterSettle", refresh);
+})();

@@ -19,7 +19,7 @@ from flask_migrate import upgrade
 from playwright.sync_api import Page, sync_playwright
 from werkzeug.serving import make_server
 
-from portal import accounts, redis_client
+from portal import accounts, catcher, redis_client
 from portal.app import create_app
 from portal.extensions import db
 from portal.models import Company, User
@@ -28,6 +28,7 @@ from portal.models import Company, User
 pytest.register_assert_rewrite("support")
 
 from support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - after the rewrite hook
+from support.catching import Catcher, free_port  # noqa: E402
 from support.factories import allow_test_server, mail_config  # noqa: E402
 from support.forms import GLOBAL_URL  # noqa: E402
 from support.oauth import consent, oauth_form  # noqa: E402
@@ -321,3 +322,13 @@ def mail_settings(app):
         sender_address="noreply@example.com",
         sender_name="Example Portal",
     )
+
+
+@pytest.fixture
+def running_catcher(app) -> Iterator[Catcher]:
+    """The demo's mail catcher on a free port, keeping its catch under the app's instance/."""
+    controller = catcher.start(app.instance_path, free_port())
+    yield Catcher(app.instance_path, controller.port)
+    catcher.stop(app.instance_path, controller)
+    for path in catcher.caught_dir(app.instance_path).glob("*.eml"):
+        path.unlink()

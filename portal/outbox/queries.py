@@ -6,13 +6,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import make_msgid
 from typing import Any
 
 from sqlalchemy import Text, cast, or_, select, tuple_, update
 
+from portal import mime
 from portal.extensions import db
 from portal.models import (
     STATUS_DEFERRED,
@@ -37,7 +37,6 @@ STATUSES = (
     STATUS_UNKNOWN,
 )
 DEFAULT_PAGE_SIZE = 50  # rows
-SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID")  # never Bcc
 Row = Any  # a Row of LIST_COLUMNS
 # What a list row shows; never `raw`, which may be megabytes per row.
 LIST_COLUMNS = (
@@ -50,6 +49,7 @@ LIST_COLUMNS = (
     OutboxMessage.attempts,
     OutboxMessage.last_reply,
     OutboxMessage.is_test,
+    OutboxMessage.resend_of_id,
 )
 OUTBOX = OutboxMessage.__table__
 
@@ -80,8 +80,10 @@ class Detail:
     message: OutboxMessage
     headers: list[tuple[str, str]]
     text: str | None
-    attachments: list[tuple[str, int]]  # (file name, bytes)
+    html: str | None
+    attachments: list[mime.Attachment]
     attempts: list[OutboxAttempt]
+    resends: list[Row] = field(default_factory=list)  # the copies made of it, oldest first
 
 
 @dataclass
@@ -89,6 +91,7 @@ class ResendOutcome:
     handoffs: list[tuple[int, str | None]] = field(default_factory=list)  # after the commit
     untouched: list[int] = field(default_factory=list)  # still queued or sending
     one_time_links: list[int] = field(default_factory=list)  # never sent again
+    copies: list[tuple[int, int]] = field(default_factory=list)  # (original, its new copy)
 
 
 def encode_cursor(created_at: datetime, message_id: int) -> str:
@@ -176,23 +179,19 @@ def rows(ids: Iterable[int], scope: Scope) -> list[Row]:
     return list(db.session.execute(rows_query(ids, scope)))
 
 
-def _text_body(parsed: EmailMessage) -> str | None:
-    part = parsed.get_body(preferencelist=("plain",))
-    if part is None:
-        return None
-    try:
-        return part.get_content()
-    except (LookupError, ValueError):  # an unknown charset or a broken encoding
-        return (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+def _resends(message: OutboxMessage, scope: Scope) -> list[Row]:
+    query = scoped(select(*LIST_COLUMNS), OutboxMessage, scope).where(
+        OutboxMessage.resend_of_id == message.id
+    )
+    return list(db.session.execute(query.order_by(OutboxMessage.created_at, OutboxMessage.id)))
 
 
 def detail(message_id: int, scope: Scope) -> Detail | None:
-    """A mail as its recipients see it, plus every delivery attempt; None outside the scope."""
+    """A mail as its recipients see it, its attempts and resends; None outside the scope."""
     message = find(OutboxMessage, message_id, scope)
     if message is None:
         return None
-    parsed = BytesParser(policy=policy.default).parsebytes(message.raw)
-    headers = [(name, str(value)) for name in SHOWN_HEADERS for value in parsed.get_all(name, [])]
+    parsed = mime.parse(message.raw)
     attempts = list(
         db.session.scalars(
             select(OutboxAttempt)
@@ -200,13 +199,13 @@ def detail(message_id: int, scope: Scope) -> Detail | None:
             .order_by(OutboxAttempt.at, OutboxAttempt.id)
         )
     )
-    if message.one_time_link:  # only its headers are kept
-        return Detail(message, headers, None, [], attempts)
-    attachments = [
-        (part.get_filename() or "(no name)", len(part.get_payload(decode=True) or b""))
-        for part in parsed.iter_attachments()
-    ]
-    return Detail(message, headers, _text_body(parsed), attachments, attempts)
+    found = Detail(
+        message, mime.headers(parsed), None, None, [], attempts, _resends(message, scope)
+    )
+    if not message.one_time_link:  # else only its headers are kept
+        found.text, found.html = mime.text_body(parsed), mime.html_body(parsed)
+        found.attachments = mime.attachments(parsed)
+    return found
 
 
 def with_new_message_id(raw: bytes, domain: str) -> tuple[bytes, str]:
@@ -280,6 +279,7 @@ def resend(ids: Sequence[int], scope: Scope) -> ResendOutcome:
             db.session.add(copy)
             db.session.flush()
             outcome.handoffs.append((copy.id, copy.lane))
+            outcome.copies.append((original.id, copy.id))
         elif original.status in (STATUS_FAILED, STATUS_DEFERRED) and _requeue(original):
             outcome.handoffs.append((original.id, original.lane))
         else:

@@ -1,7 +1,5 @@
 """The global Mail page and each company's Email tab."""
 
-import re
-
 from flask import (
     Blueprint,
     abort,
@@ -14,7 +12,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from portal import audit, catcher
+from portal import audit, catcher, mime
 from portal.extensions import db
 from portal.keys import oauth
 from portal.models import Company, MailConfig
@@ -30,7 +28,7 @@ from portal.settings.saving import (
     prefill,
     secret_problem,
 )
-from portal.web import connection_test, dkim, oauth_connect
+from portal.web import connection_test, dkim, mail_view, oauth_connect
 from portal.web.access import superuser_required, visible_company
 from portal.web.company_form import company_form, unshown
 from portal.web.forms import GlobalMailForm
@@ -202,23 +200,62 @@ def client_secret_input():
     return render_template("mail/_client_secret.html", replacing=True, field_errors=[])
 
 
-CAUGHT_NAME = re.compile(r"^\d+-\d+\.eml$")
+def _caught(name: str) -> bytes:
+    """The caught mail's bytes; 404 for a name the catcher did not write."""
+    path = catcher.caught_file(current_app.instance_path, name)
+    if path is None:
+        abort(404)
+    return path.read_bytes()
+
+
+def _render_caught(**shown):
+    instance = current_app.instance_path
+    return render_template(
+        "mail/caught.html",
+        mails=catcher.recent(instance),
+        listening=catcher.listening(instance),
+        **shown,
+    )
 
 
 @bp.get("/settings/mail/caught")
 @superuser_required
 def caught():
     """What the demo's local mail catcher received."""
-    mails = catcher.recent(current_app.instance_path)
-    return render_template("mail/caught.html", mails=mails, shown=None)
+    return _render_caught()
 
 
 @bp.get("/settings/mail/caught/<name>")
 @superuser_required
 def caught_mail(name: str):
-    path = catcher.caught_dir(current_app.instance_path) / name
-    if not CAUGHT_NAME.match(name) or not path.is_file():
+    """One caught mail as its recipient reads it: headers, text, HTML, attachments."""
+    raw = _caught(name)
+    return _render_caught(shown_name=name, reading=mime.read(raw))
+
+
+@bp.get("/settings/mail/caught/<name>/raw")
+@superuser_required
+def caught_raw(name: str):
+    """One caught mail's source, as it arrived."""
+    raw = _caught(name)
+    return _render_caught(shown_name=name, source=raw.decode("utf-8", errors="replace"))
+
+
+@bp.get("/settings/mail/caught/<name>/html")
+@superuser_required
+def caught_html(name: str):
+    """A caught mail's HTML part, for the sandboxed frame of its page."""
+    html = mime.html_body(mime.parse(_caught(name)))
+    if html is None:
         abort(404)
-    shown = path.read_bytes().decode("utf-8", errors="replace")
-    mails = catcher.recent(current_app.instance_path)
-    return render_template("mail/caught.html", mails=mails, shown=shown, shown_name=name)
+    return mail_view.html_preview(html)
+
+
+@bp.get("/settings/mail/caught/<name>/attachments/<int:number>")
+@superuser_required
+def caught_attachment(name: str, number: int):
+    """A caught mail's attachment (counted from 1), downloaded as it was sent."""
+    found = mime.attachments(mime.parse(_caught(name)))
+    if not 1 <= number <= len(found):
+        abort(404)
+    return mail_view.download(found[number - 1])

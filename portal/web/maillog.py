@@ -23,10 +23,12 @@ from portal.models import FINAL_STATUSES, Company, as_utc
 from portal.outbox import dashboard, handoff, queries
 from portal.outbox.queries import STATUSES, CursorError, LogFilter, Page
 from portal.tenancy import ALL, GLOBAL, Scope
+from portal.web import mail_view
 from portal.web.access import current_scope, superuser_required, visible_company
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 
 bp = Blueprint("maillog", __name__)
+bp.register_blueprint(mail_view.bp)  # the filters and the preview the log's pages use
 FILTER_FIELDS = ("status", "from", "to", "q", "company", "lane", "type")
 TESTS = "tests"  # the type filter's one value: test mails, and the connection tests beside them
 CONNECTION_TESTS_SHOWN = 10
@@ -188,12 +190,17 @@ def all_log():
     return _show(Listing(ALL, "maillog.all_log"), request.args)
 
 
-@bp.get("/mail/<int:message_id>")
-@login_required
-def detail(message_id: int):
+def _detail(message_id: int) -> queries.Detail:
     found = queries.detail(message_id, current_scope())
     if found is None:
         abort(404)
+    return found
+
+
+@bp.get("/mail/<int:message_id>")
+@login_required
+def detail(message_id: int):
+    found = _detail(message_id)
     company = (
         db.session.get(Company, found.message.company_id) if found.message.company_id else None
     )
@@ -204,6 +211,26 @@ def detail(message_id: int):
         company=company,
         one_time_link_note=MSG_ONE_TIME_LINK,
     )
+
+
+@bp.get("/mail/<int:message_id>/html")
+@login_required
+def html(message_id: int):
+    """The mail's HTML part, for the sandboxed frame of its detail page."""
+    found = _detail(message_id)
+    if found.html is None:
+        abort(404)
+    return mail_view.html_preview(found.html)
+
+
+@bp.get("/mail/<int:message_id>/attachments/<int:number>")
+@login_required
+def attachment(message_id: int, number: int):
+    """One of the mail's attachments (counted from 1), downloaded as it was sent."""
+    found = _detail(message_id).attachments
+    if not 1 <= number <= len(found):
+        abort(404)
+    return mail_view.download(found[number - 1])
 
 
 def _ids(values: list[str]) -> list[int] | None:
@@ -228,6 +255,8 @@ def _listing_for_form(form: MultiDict) -> Listing:
 def _resend_notice(outcome: queries.ResendOutcome) -> str:
     count = len(outcome.handoffs)
     notice = f"{count} mail{'' if count == 1 else 's'} queued again."
+    if outcome.copies:
+        notice += " " + ", ".join(f"#{old} resent as #{new}" for old, new in outcome.copies) + "."
     if outcome.untouched:
         ids = ", ".join(f"#{i}" for i in outcome.untouched)
         notice += f" Left alone, still queued or being sent: {ids}."

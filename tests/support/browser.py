@@ -42,6 +42,15 @@ def shot_phone(page: Page, name: str) -> None:
     assert overflowing == [], f"{name}: wider than a phone: {overflowing}"
 
 
+def shot_whole(page: Page, name: str, width: int) -> None:
+    """The whole page in one window-sized shot: Chromium paints sandboxed frames only in view."""
+    page.set_viewport_size({"width": width, "height": 900})
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": width, "height": height})
+    shot(page, name)
+    page.set_viewport_size({"width": width, "height": 900})
+
+
 def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
     page.goto("/login")
     shot(page, "login")

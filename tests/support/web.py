@@ -17,6 +17,13 @@ ROUTES = [
     ("POST", "/companies/{acme}/email/test", {ANON: 302, ACME: 422, GLOBEX: 404, SUPER: 422}),
     ("GET", "/settings/mail/caught", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
     ("GET", "/settings/mail/caught/1-1.eml", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 404}),
+    ("GET", "/settings/mail/caught/1-1.eml/raw", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 404}),
+    ("GET", "/settings/mail/caught/1-1.eml/html", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 404}),
+    (
+        "GET",
+        "/settings/mail/caught/1-1.eml/attachments/1",
+        {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 404},
+    ),
     ("GET", "/companies", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 200}),
     ("POST", "/companies", {ANON: 302, ACME: 403, GLOBEX: 403, SUPER: 422}),
     ("GET", "/companies/{acme}", {ANON: 302, ACME: 302, GLOBEX: 404, SUPER: 302}),

@@ -455,6 +455,7 @@ def test_every_page_carries_the_security_headers(as_superuser, people, sample_ma
         "name": "not-caught",
         "message_id": sample_mail.id,
         "test_id": "not-a-test",
+        "number": 1,
     }
     path = re.sub(r"<(?:[a-z]+:)?(\w+)>", lambda m: str(values[m.group(1)]), rule)
     response = as_superuser.get(path)

@@ -331,9 +331,10 @@ def test_detail_shows_headers_text_attachments_attempts_and_results(as_acme, peo
         html.escape(message.message_id),
         "Hello &lt;script&gt;alert(1)&lt;/script&gt; &amp; goodbye",
         "report.pdf",
-        "1234 bytes",
+        "application/pdf",
+        "1.2 KB",  # 1234 bytes, for people
         "451 4.3.0 Try later",
-        "2026-03-01 12:05:00",
+        '<time datetime="2026-03-01T12:05:00Z" title="2026-03-01 12:05:00 UTC" data-local>',
         "5.1.1 No such user",
     ):
         assert expected in text, expected
@@ -516,3 +517,90 @@ def test_rows_endpoint_answers_only_the_users_rows_and_stops_when_final(as_acme,
 @pytest.mark.parametrize("query", ["", "ids=", "ids=1,x", "ids=" + ",".join(["1"] * 101)])
 def test_rows_endpoint_refuses_bad_ids(as_acme, people, query):
     assert as_acme.get(f"/mail/rows?{query}", htmx=True).status_code == 422
+
+
+# --- the detail as a reader sees it: HTML preview, attachments, resends ---
+
+SCRIPTED = (
+    '<html><head></head><body><p id="probe">Quarterly</p><script>alert(1)</script></body></html>'
+)
+
+
+def test_the_html_part_is_previewed_in_a_sandboxed_frame_of_its_own(as_acme, people):
+    configure(people.acme, port=2525, sender_address="mail@acme.example.com")
+    sent = outbox.send(people.acme, to=["ann@example.org"], subject="Report", html=SCRIPTED)
+    page = as_acme.get(f"/mail/{sent.id}").text
+    frame = re.search(r'<iframe[^>]*class="mail-html"[^>]*>', page).group()
+    sandbox = re.search(r'sandbox="([^"]*)"', frame).group(1)
+    assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
+    assert f'src="/mail/{sent.id}/html"' in frame
+    preview = as_acme.get(f"/mail/{sent.id}/html")
+    assert preview.status_code == 200 and '<p id="probe">Quarterly</p>' in preview.text
+    assert preview.headers["Content-Security-Policy"].startswith("sandbox ")
+    assert "default-src 'none'" in preview.headers["Content-Security-Policy"]
+
+
+def test_a_mail_without_html_has_no_preview(as_acme, people):
+    mine = add_mail(people.acme, "Plain")
+    assert "<iframe" not in as_acme.get(f"/mail/{mine.id}").text
+    assert as_acme.get(f"/mail/{mine.id}/html").status_code == 404
+
+
+def test_another_companys_preview_and_attachments_answer_404(as_acme, people):
+    configure(people.globex, port=2525, sender_address="mail@globex.example.com")
+    theirs = outbox.send(
+        people.globex,
+        to=["ann@example.org"],
+        subject="Theirs",
+        html="<p>Secret plans</p>",
+        attachments=[outbox.Attachment("plans.pdf", "application/pdf", b"%PDF-plans")],
+    )
+    for path in (f"/mail/{theirs.id}/html", f"/mail/{theirs.id}/attachments/1"):
+        response = as_acme.get(path)
+        assert response.status_code == 404 and b"plans" not in response.data
+
+
+def test_an_attachment_downloads_with_its_bytes(as_acme, people):
+    configure(people.acme, port=2525, sender_address="mail@acme.example.com")
+    data = bytes(range(256)) * 4
+    sent = outbox.send(
+        people.acme,
+        to=["ann@example.org"],
+        subject="Invoice",
+        text="Attached.",
+        attachments=[outbox.Attachment("invoice.pdf", "application/pdf", data)],
+    )
+    page = as_acme.get(f"/mail/{sent.id}").text
+    assert f'href="/mail/{sent.id}/attachments/1" download>invoice.pdf</a>' in page
+    assert "1.0 KB" in page
+    download = as_acme.get(f"/mail/{sent.id}/attachments/1")
+    assert download.status_code == 200 and download.data == data
+    assert download.headers["Content-Disposition"] == "attachment; filename=invoice.pdf"
+    assert as_acme.get(f"/mail/{sent.id}/attachments/2").status_code == 404
+
+
+def test_a_resent_mail_and_its_original_link_to_each_other(as_acme, people, handed):
+    original = add_mail(people.acme, "Receipt", status="sent")
+    response = resend(as_acme, original.id)
+    copy = db.session.scalar(select(OutboxMessage).where(OutboxMessage.resend_of_id == original.id))
+    db.session.commit()
+    assert f"#{original.id} resent as #{copy.id}." in response.text
+    row = response.text[response.text.index(f'id="mail-row-{copy.id}"') :]
+    row = row[: row.index("</tr>")]
+    assert f'href="/mail/{original.id}">resend of #{original.id}</a>' in row
+    shown_copy = as_acme.get(f"/mail/{copy.id}").text
+    assert (
+        f'<dt>Resend of</dt><dd><a href="/mail/{original.id}">mail #{original.id}</a>' in shown_copy
+    )
+    shown_original = as_acme.get(f"/mail/{original.id}").text
+    assert "<dt>Resent as</dt>" in shown_original
+    assert f'<a href="/mail/{copy.id}">mail #{copy.id}</a>' in shown_original
+
+
+def test_recipients_in_the_list_wrap_between_addresses_only(as_acme, people):
+    add_mail(people.acme, "Many", to=("first.person@example.org", "second.person@example.org"))
+    page = as_acme.get(f"/companies/{people.acme.id}/mail").text
+    assert (
+        '<span class="address">first.person@example.org</span>, '
+        '<span class="address">second.person@example.org</span>'
+    ) in page
