@@ -46,7 +46,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
 });
 // The top bar marks the link of the area the page belongs to.
 document.addEventListener("DOMContentLoaded", () => {
-  const links = [...document.querySelectorAll(".topbar nav a")];
+  const links = [...document.querySelectorAll(".topbar nav a, .logout a")];
   const here = links
     .filter((a) => location.pathname === a.pathname || location.pathname.startsWith(a.pathname + "/"))
     .sort((a, b) => b.pathname.length - a.pathname.length)[0];
@@ -61,6 +61,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const nav = document.querySelector(".section-nav");
     if (!nav) return;
     const links = new Map([...nav.querySelectorAll("a[href^='#']")].map((a) => [a.hash.slice(1), a]));
+    const first = nav.querySelector("a[href^='#']");
+    if (first && !nav.querySelector("[aria-current]")) first.setAttribute("aria-current", "true");
     observer = new IntersectionObserver((entries) => {
       entries.filter((e) => e.isIntersecting).forEach((e) => {
         links.forEach((a) => a.removeAttribute("aria-current"));

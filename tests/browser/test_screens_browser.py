@@ -96,6 +96,7 @@ def test_the_superusers_screens_fit_every_width(page, people, filled):
         Screen("company-admins", f"/companies/{acme}/admins"),
         Screen("settings-mail", "/settings/mail"),
         Screen("company-email", f"/companies/{acme}/email"),
+        Screen("company-email-inherited", f"/companies/{people.globex.id}/email"),
         Screen("company-maillog", f"/companies/{acme}/mail"),
         Screen("company-api-keys", f"/companies/{acme}/api-keys"),
         Screen("maillog", "/mail"),
