@@ -331,3 +331,34 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   else refresh();
   document.addEventListener("htmx:afterSettle", refresh);
 })();
+// The top bar marks the link of the area the page belongs to.
+document.addEventListener("DOMContentLoaded", () => {
+  const links = [...document.querySelectorAll(".topbar nav a, .logout a")];
+  const here = links
+    .filter((a) => location.pathname === a.pathname || location.pathname.startsWith(a.pathname + "/"))
+    .sort((a, b) => b.pathname.length - a.pathname.length)[0];
+  if (here) here.setAttribute("aria-current", "page");
+});
+// The section list of a long form marks the section in view.
+document.addEventListener("DOMContentLoaded", () => {
+  if (!("IntersectionObserver" in window)) return;
+  let observer = null;
+  const watch = () => {
+    if (observer) observer.disconnect();
+    const nav = document.querySelector(".section-nav");
+    if (!nav) return;
+    const links = new Map([...nav.querySelectorAll("a[href^='#']")].map((a) => [a.hash.slice(1), a]));
+    const first = nav.querySelector("a[href^='#']");
+    if (first && !nav.querySelector("[aria-current]")) first.setAttribute("aria-current", "true");
+    observer = new IntersectionObserver((entries) => {
+      entries.filter((e) => e.isIntersecting).forEach((e) => {
+        links.forEach((a) => a.removeAttribute("aria-current"));
+        const link = links.get(e.target.id);
+        if (link) link.setAttribute("aria-current", "true");
+      });
+    }, { rootMargin: "0px 0px -70% 0px" });
+    links.forEach((_, id) => { const s = document.getElementById(id); if (s) observer.observe(s); });
+  };
+  watch();
+  document.addEventListener("htmx:afterSettle", watch);
+});

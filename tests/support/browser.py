@@ -18,11 +18,19 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"  # tests/screenshots/
 PHONE = {"width": 390, "height": 844}
 # What in the page's main part sticks out past the window's right edge (the top bar is not
-# checked: its links already run off a phone's width).
+# checked: its links already run off a phone's width). What scrolls inside a box of its own
+# (a row of section links, a wide table) does not count: that box is checked instead.
 OVERFLOWING = """() => {
   const edge = document.documentElement.clientWidth;
+  const scrolls = (e) => ["auto", "scroll"].includes(getComputedStyle(e).overflowX);
+  const inScroller = (e) => {
+    for (let up = e.parentElement; up && up.tagName !== "MAIN"; up = up.parentElement) {
+      if (scrolls(up)) return true;
+    }
+    return false;
+  };
   return [...document.querySelectorAll("main *")]
-    .filter((e) => e.getBoundingClientRect().right > edge + 0.5)
+    .filter((e) => e.getBoundingClientRect().right > edge + 0.5 && !inScroller(e))
     .map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}`);
 }"""
 
