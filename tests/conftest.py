@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from flask_migrate import upgrade
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
 from portal import accounts, catcher, redis_client
@@ -46,6 +46,9 @@ from support.workers import Workers  # noqa: E402
 # from their threads between tests too; the portal's lines are what the tests read.
 for _chatty in ("mail.log", "werkzeug"):
     logging.getLogger(_chatty).setLevel(logging.WARNING)
+# What a browser test waits for on the page: a bound for a broken build on a loaded 2-core
+# machine (both suites at once), not a speed target; Playwright's own default is 5 s.
+expect.set_options(timeout=15_000)
 
 
 def _create_pg_database(url: str) -> tuple[str, str]:
