@@ -67,6 +67,8 @@ def lock_holders() -> int:
     query = text(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND classid = :high AND objid = :low AND objsubid = 1"
+        # Advisory locks are per database: other runs' sweepers hold theirs in their own.
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     high, low = SWEEPER_LOCK_ID >> 32, SWEEPER_LOCK_ID & 0xFFFFFFFF
     count = db.session.scalar(query, {"high": high, "low": low})
