@@ -68,41 +68,6 @@ DEFAULTS = MappingProxyType(
         "internal_domains": None,
     }
 )
-# Fields a company may set for itself when it uses its own settings.
-COMPANY_FIELDS = (
-    "host",
-    "port",
-    "security",
-    "auth_enabled",
-    "username",
-    "password_encrypted",
-    "auth_method",
-    "oauth_client_id",
-    "oauth_client_secret_encrypted",
-    "oauth_authorize_url",
-    "oauth_token_url",
-    "oauth_revoke_url",
-    "oauth_scopes",
-    "sender_address",
-    "sender_name",
-    "group_sends",
-    "max_sessions",
-    "timeout_seconds",
-    "reply_to",
-    "footer_html",
-    "footer_text",
-    "ca_bundle",
-)
-GLOBAL_ONLY_FIELDS = (
-    "default_sender_enabled",
-    "all_use_default_sender",
-    "egress_allowlist",
-    "egress_extra_ports",
-    "retention_days",
-    "internal_domains",
-)
-# Optional fields a company leaves empty to keep the global value.
-INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
 # A company sets each group for itself ("Override") or follows the global settings in it.
 GROUPS = MappingProxyType(
     {
@@ -123,6 +88,18 @@ GROUPS = MappingProxyType(
         "delivery": ("group_sends", "footer_html", "footer_text"),
     }
 )
+# What a company may set for itself: every field of every group.
+COMPANY_FIELDS = tuple(name for names in GROUPS.values() for name in names)
+GLOBAL_ONLY_FIELDS = (
+    "default_sender_enabled",
+    "all_use_default_sender",
+    "egress_allowlist",
+    "egress_extra_ports",
+    "retention_days",
+    "internal_domains",
+)
+# Optional fields a company leaves empty to keep the global value.
+INHERIT_WHEN_EMPTY = frozenset({"reply_to", "footer_html", "footer_text"})
 GROUP_OF = MappingProxyType({name: group for group, names in GROUPS.items() for name in names})
 
 

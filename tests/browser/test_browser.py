@@ -4,13 +4,14 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from support.browser import (
     assert_not_reloaded,
     choose_source,
     log_in,
     mark_window,
+    save,
     shot,
     shot_phone,
     switch_on,
@@ -40,13 +41,6 @@ def global_mail(app) -> MailConfig:
         sender_address="noreply@example.com",
         timeout_seconds=30,
     )
-
-
-def save(page: Page) -> Response:
-    """Press Save and return the response htmx swapped in."""
-    with page.expect_response(lambda r: r.request.method == "POST") as answer:
-        page.get_by_role("button", name="Save").click()
-    return answer.value
 
 
 def fresh(statement):

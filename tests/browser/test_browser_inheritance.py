@@ -1,12 +1,11 @@
 """The Email tab in a real browser: override the sender name only, then use the global one again."""
 
 import pytest
-from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
-from support.browser import choose_source, log_in, shot, shot_phone
-from support.factories import mail_config
+from support.browser import choose_source, log_in, save, shot, shot_phone
+from support.factories import global_with_password
 
-from portal import crypto
 from portal.extensions import db
 from portal.models import MailConfig
 from portal.settings.resolution import resolve
@@ -16,24 +15,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def global_mail(app) -> MailConfig:
-    return mail_config(
-        host="smtp.example.com",
-        port=587,
-        security="starttls",
-        auth_enabled=True,
-        username="mailer",
-        password_encrypted=crypto.encrypt("global-secret-password"),
-        default_sender_enabled=True,
-        sender_address="noreply@example.com",
-        sender_name="Example",
-        timeout_seconds=30,
-    )
-
-
-def save(page: Page) -> Response:
-    with page.expect_response(lambda r: r.request.method == "POST") as answer:
-        page.get_by_role("button", name="Save").click()
-    return answer.value
+    return global_with_password()
 
 
 def fits(page: Page, width: int) -> bool:

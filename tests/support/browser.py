@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Response, expect
 
 from support.web import PASSWORD
 
@@ -89,3 +89,10 @@ def switch_on(page: Page, name: str) -> None:
     switch = page.get_by_role("switch", name=name, exact=True)
     switch.click()
     expect(switch).to_be_checked()
+
+
+def save(page: Page) -> Response:
+    """Press Save and return the response htmx swapped in."""
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Save").click()
+    return answer.value

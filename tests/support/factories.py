@@ -4,7 +4,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from portal import delivery, outbox, redis_client
+from portal import crypto, delivery, outbox, redis_client
 from portal.extensions import db
 from portal.models import Company, MailConfig, OutboxMessage
 from portal.outbox import handoff
@@ -81,3 +81,22 @@ def stored_mails() -> list[OutboxMessage]:
     """Every outbox row as the database holds it now, oldest first."""
     db.session.expire_all()
     return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def global_with_password(**overrides) -> MailConfig:
+    """Global settings that log in with a password and have a default sender."""
+    return mail_config(
+        **{
+            "host": "smtp.example.com",
+            "port": 587,
+            "security": "starttls",
+            "auth_enabled": True,
+            "username": "mailer",
+            "password_encrypted": crypto.encrypt("global-secret-password"),
+            "default_sender_enabled": True,
+            "sender_address": "noreply@example.com",
+            "sender_name": "Example",
+            "timeout_seconds": 30,
+            **overrides,
+        }
+    )

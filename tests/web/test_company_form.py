@@ -2,10 +2,9 @@
 
 import pytest
 from sqlalchemy import select
-from support.factories import mail_config
+from support.factories import global_with_password, mail_config
 from support.forms import at_field, company_url
 
-from portal import crypto
 from portal.extensions import db
 from portal.models import AuditEntry, MailConfig
 from portal.settings.resolution import resolve
@@ -16,18 +15,7 @@ GROUPS = ("server", "auth", "sender", "delivery")
 
 @pytest.fixture
 def glob(app):
-    return mail_config(
-        host="smtp.example.com",
-        port=587,
-        security="starttls",
-        auth_enabled=True,
-        username="mailer",
-        password_encrypted=crypto.encrypt("global-secret-password"),
-        default_sender_enabled=True,
-        sender_address="noreply@example.com",
-        sender_name="Example",
-        timeout_seconds=60,
-    )
+    return global_with_password(timeout_seconds=60)
 
 
 def tab(*overridden, **fields) -> dict:
