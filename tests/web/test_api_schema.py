@@ -97,6 +97,11 @@ def test_a_queued_mail_is_found_by_the_documented_link(served, api_key):
     headers = {"Authorization": f"Bearer {api_key}"}
 
     class Workflow(schema.as_state_machine()):
+        def before_call(self, case):
+            # A made-up Host is refused (400) before the API sees the request, by design and
+            # outside the API's document: the portal answers only its trusted hosts.
+            case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "host"}
+
         def get_call_kwargs(self, case):
             return {"base_url": f"{served}/api/v1", "headers": headers}
 
