@@ -93,6 +93,9 @@ def switch_on(page: Page, name: str) -> None:
 
 def save(page: Page) -> Response:
     """Press Save and return the response htmx swapped in."""
+    # htmx sends one request per element at a time: a slow earlier one (a switch's refresh)
+    # would hold the Save back, so it waits until none is in flight.
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         page.get_by_role("button", name="Save").click()
     return answer.value
