@@ -60,31 +60,28 @@ def _create_pg_database(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(path="/" + name)), name
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
+def _own_database(sqlite_file) -> Iterator[str]:
+    """A database of its own: this SQLite file, or a new one beside TEST_DATABASE_URL (dropped)."""
     admin_url = os.environ.get("TEST_DATABASE_URL")
     if not admin_url:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'portal.db'}"
+        yield f"sqlite:///{sqlite_file}"
         return
     admin_url = admin_url.replace("postgresql+psycopg://", "postgresql://")
     url, name = _create_pg_database(admin_url)
     yield url
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    yield from _own_database(tmp_path_factory.mktemp("db") / "portal.db")
 
 
 @pytest.fixture
 def blank_database_url(tmp_path):
-    """An empty database of its own (SQLite, or beside TEST_DATABASE_URL), for a migration."""
-    admin_url = os.environ.get("TEST_DATABASE_URL")
-    if not admin_url:
-        yield f"sqlite:///{tmp_path / 'blank.db'}"
-        return
-    admin_url = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    url, name = _create_pg_database(admin_url)
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """An empty database of its own, for a migration."""
+    yield from _own_database(tmp_path / "blank.db")
 
 
 @pytest.fixture(scope="session")
