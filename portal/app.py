@@ -9,7 +9,7 @@ from flask import Flask, render_template, request
 from flask.cli import FlaskGroup
 from werkzeug.exceptions import HTTPException
 
-from portal import cli, config, crypto, logs, redis_client
+from portal import cli, config, crypto, i18n, logs, redis_client
 from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
 from portal.exceptions import ConfigError
 from portal.extensions import csrf, db, limiter, login_manager, migrate
@@ -68,6 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     crypto.init_app(app)
+    i18n.init_app(app)
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)

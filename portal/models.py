@@ -64,6 +64,8 @@ class Company(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     use_own_mail_settings: Mapped[bool] = mapped_column(default=False)
+    # The language of its admins who chose none (portal.i18n.LANGUAGES); None: their browser's.
+    default_language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
     admins: Mapped[list["User"]] = relationship(back_populates="company", order_by="User.email")
@@ -79,6 +81,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_superuser: Mapped[bool] = mapped_column(default=False)
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"), index=True)
+    # The user's own choice of language (portal.i18n.LANGUAGES); None: the company's or browser's.
+    language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     # Raised on logout and on a new password: sessions opened under an older one are refused.
     session_generation: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -27,7 +27,8 @@ from portal.models import Company, User
 # The helpers in support/ assert as tests do: rewrite them too, so a failure shows the values.
 pytest.register_assert_rewrite("support")
 
-from support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - after the rewrite hook
+from support import catalogs  # noqa: E402 - after the rewrite hook
+from support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from support.catching import Catcher, free_port  # noqa: E402
 from support.factories import allow_test_server, mail_config  # noqa: E402
 from support.forms import GLOBAL_URL  # noqa: E402
@@ -115,6 +116,7 @@ def app_config(database_url, redis_url, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def migrated(app_config):
+    catalogs.compile_all()
     app = create_app(app_config)
     with app.app_context():
         upgrade()

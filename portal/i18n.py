@@ -1,0 +1,77 @@
+"""The language each page and mail is written in: the user's, the company's, the browser's, else English."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import Flask, has_request_context, request
+from flask_babel import Babel, force_locale
+from flask_login import current_user
+
+# The order of a language picker; the names are written in their own language on purpose.
+LANGUAGES = {
+    "en": "English",
+    "pt_BR": "Português (Brasil)",
+    "pl": "Polski",
+    "ro": "Română",
+    "cs": "Čeština",
+}
+DEFAULT_LANGUAGE = "en"
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+# Accept-Language speaks BCP 47 (pt-BR); the catalogs are named as locales (pt_BR).
+_TAGS = {code.replace("_", "-"): code for code in LANGUAGES}
+
+babel = Babel()
+
+
+def known(code: str | None) -> str | None:
+    """The code itself when the portal has it, else None (an old or hand-edited value)."""
+    return code if code in LANGUAGES else None
+
+
+def language_of(user) -> str:
+    """The language to write to a user in without a browser: theirs, their company's, else English."""
+    if user is None:
+        return DEFAULT_LANGUAGE
+    company = getattr(user, "company", None)
+    return (
+        known(user.language)
+        or known(company.default_language if company else None)
+        or DEFAULT_LANGUAGE
+    )
+
+
+def select_locale() -> str:
+    """The locale of this request.
+
+    A user's own choice first, then the company's default for its admins (chosen on purpose,
+    so it wins over a browser's header), then Accept-Language, then English.
+    """
+    if has_request_context() and current_user and current_user.is_authenticated:
+        chosen = known(current_user.language) or known(
+            current_user.company.default_language if current_user.company else None
+        )
+        if chosen:
+            return chosen
+    if has_request_context():
+        tag = request.accept_languages.best_match(list(_TAGS))
+        if tag:
+            return _TAGS[tag]
+    return DEFAULT_LANGUAGE
+
+
+@contextmanager
+def speaking(code: str) -> Iterator[None]:
+    """Render what is inside in one language (a system mail to its recipient)."""
+    with force_locale(known(code) or DEFAULT_LANGUAGE):
+        yield
+
+
+def init_app(app: Flask) -> None:
+    babel.init_app(
+        app,
+        default_locale=DEFAULT_LANGUAGE,
+        default_translation_directories=str(TRANSLATIONS),
+        locale_selector=select_locale,
+    )
+    app.jinja_env.globals.update(LANGUAGES=LANGUAGES)
