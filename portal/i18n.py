@@ -30,7 +30,7 @@ def known(code: str | None) -> str | None:
 
 
 def language_of(user) -> str:
-    """The language to write to a user in, with no browser: theirs, their company's, else English."""
+    """The language to write to a user in, with no browser: theirs, their company's, or English."""
     if user is None:
         return DEFAULT_LANGUAGE
     company = getattr(user, "company", None)
