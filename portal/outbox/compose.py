@@ -20,6 +20,15 @@ from portal.text import CONTROL_CHARS, normalize_email, to_text
 MAX_SUBJECT_CHARS = 998
 MAX_RECIPIENTS = 100
 BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # ends the header block
+# A header value the email package writes back as given: printable ASCII words with single
+# spaces, no encoded-word opener. Wider values go through the package, which folds them.
+PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
+MAX_LINE = POLICY.max_line_length  # 78: past it a header is folded and a body line encoded
+PLAIN_MIME_HEADERS = (
+    'Content-Type: text/plain; charset="utf-8"\r\n'
+    "Content-Transfer-Encoding: 7bit\r\n"
+    "MIME-Version: 1.0\r\n"
+)
 
 
 @dataclass(frozen=True)
@@ -133,37 +142,75 @@ def compose(
         raise MailValidationError(errors)
 
     sender, sender_header, rule_reply_to = _from_headers(settings, user, company)
-    message = EmailMessage(policy=POLICY)
-    message["From"] = str(sender)  # as a string its parsed header is kept: same bytes
-    if sender_header is not None:
-        message["Sender"] = str(sender_header)
-    message["To"] = ", ".join(to_list) if to_list else "undisclosed-recipients:;"
-    if cc_list:
-        message["Cc"] = ", ".join(cc_list)
     chosen_reply_to = reply_list[0] if reply_list else rule_reply_to or settings.reply_to
+    headers = [("From", str(sender))]
+    if sender_header is not None:
+        headers.append(("Sender", str(sender_header)))
+    headers.append(("To", ", ".join(to_list) if to_list else "undisclosed-recipients:;"))
+    if cc_list:
+        headers.append(("Cc", ", ".join(cc_list)))
     if chosen_reply_to:
-        message["Reply-To"] = str(chosen_reply_to)
-    message["Subject"] = subject or ""
-    message["Date"] = format_datetime(utcnow())
+        headers.append(("Reply-To", str(chosen_reply_to)))
+    headers.append(("Subject", subject or ""))
+    headers.append(("Date", format_datetime(utcnow())))
     message_id = make_msgid(domain=_domain(sender.addr_spec))
-    message["Message-ID"] = message_id
+    headers.append(("Message-ID", message_id))
 
     body_text = text if text is not None else to_text(html or "")
     if settings.footer_text:
         body_text = f"{body_text.rstrip()}\n\n-- \n{settings.footer_text}\n"
+    plain = html is None and not settings.footer_html and not attachments
+    raw = (plain and _plain_bytes(headers, body_text)) or _mime_bytes(
+        headers, body_text, html, settings.footer_html, text, attachments
+    )
+    if len(raw) > max_bytes:
+        raise MailValidationError({"size": f"The mail is larger than {max_bytes} bytes."})
+    return Composed(message_id, sender.addr_spec, recipients, subject or "", raw)
+
+
+def _plain_bytes(headers: list[tuple[str, str]], body_text: str) -> bytes | None:
+    """The bytes the email package writes for a short ASCII text mail, without its cost.
+
+    Most mail is one such part. For it the package's output is fixed: each header as given,
+    then its three MIME headers and the lines, 7bit. None when a value or line needs folding,
+    quoting or encoding: the package does that.
+    """
+    lines = body_text.encode("utf-8").splitlines()
+    if not body_text.isascii() or not lines or max(map(len, lines)) > MAX_LINE:
+        return None
+    block = []
+    for name, value in headers:
+        if "=?" in value or len(name) + 2 + len(value) > MAX_LINE:
+            return None
+        if not PLAIN_VALUE.fullmatch(value):
+            return None
+        block.append(f"{name}: {value}\r\n")
+    block.append(PLAIN_MIME_HEADERS)
+    return "".join(block).encode("ascii") + b"\r\n" + b"\r\n".join(lines) + b"\r\n"
+
+
+def _mime_bytes(
+    headers: list[tuple[str, str]],
+    body_text: str,
+    html: str | None,
+    footer_html: str | None,
+    text: str | None,
+    attachments: Sequence[Attachment],
+) -> bytes:
+    """The mail rendered by the email package: any parts, folding and encoding."""
+    message = EmailMessage(policy=POLICY)
+    for name, value in headers:
+        message[name] = value  # a string's parsed header is kept: same bytes
     message.set_content(body_text)
-    if html is not None or settings.footer_html:
+    if html is not None or footer_html:
         page = html if html is not None else f"<pre>{escape(text or '')}</pre>"
-        message.add_alternative(_with_footer_html(page, settings.footer_html), subtype="html")
+        message.add_alternative(_with_footer_html(page, footer_html), subtype="html")
     for attachment in attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         message.add_attachment(
             attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
         )
-    raw = message.as_bytes()
-    if len(raw) > max_bytes:
-        raise MailValidationError({"size": f"The mail is larger than {max_bytes} bytes."})
-    return Composed(message_id, sender.addr_spec, recipients, subject or "", raw)
+    return message.as_bytes()
 
 
 def headers_only(raw: bytes) -> bytes:

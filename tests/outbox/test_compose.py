@@ -106,3 +106,89 @@ def test_composing_twice_gives_the_same_bytes_but_a_new_message_id():
     first, second = rendered("footer_html_cc_reply_to"), rendered("footer_html_cc_reply_to")
     assert masked(first) == masked(second)
     assert MESSAGE_ID.search(first).group() != MESSAGE_ID.search(second).group()
+
+
+# One input varied at a time around a plain mail: names, subjects, recipients and bodies that
+# the email package writes back as given, and ones it quotes, folds or encodes.
+NAMES = ["Portal", "J. Smith", "Acme, Inc.", "O'Brien", 'Say "hi"', "a\\b", "x" * 70, "", "Zoë"]
+SUBJECTS = [
+    "Invoice",
+    "bench 00001",
+    "  two  spaces ",
+    "=?utf-8?q?x?=",
+    "Re: [#42] (urgent) <a@b>",
+    "a;b:c,d",
+    "x" * 68,
+    "x" * 69,
+    "x" * 80,
+    "trailing ",
+    "tab\tinside",
+    "",
+    "ünï",
+]
+RECIPIENTS = [
+    {"to": ["a@example.org"]},
+    {"to": ["a@example.org", "B@Example.ORG", "c+tag@example.org"]},
+    {"to": [f"user{n}@example.org" for n in range(5)]},
+    {"bcc": ["hidden@example.org"]},
+    {"to": ["a@example.org"], "cc": ["c@example.org"], "reply_to": "desk@example.org"},
+    {"to": ["a@example.org"], "user": SAME_DOMAIN},
+    {"to": ["a@example.org"], "user": OTHER_DOMAIN},
+    {"to": ["a@bücher.example"]},
+]
+BODIES = [
+    "Hello",
+    "a\n\nb\n",
+    "line\r\nwindows\rmac",
+    "x" * 78,
+    "x" * 79,
+    "spaces   \n",
+    "\n\n",
+    " ",
+    "form\x0cfeed",
+    "From me\n",
+    ".dot\n..two\n",
+    "tab\there",
+    "ünï",
+    "\x00nul",
+]
+SETTINGS = [
+    {},
+    {"reply_to": "help@example.com"},
+    {"reply_to": "Help Desk <help@example.com>"},
+    FOOTER,
+]
+
+
+def variants():
+    plain = {"to": ["a@example.org"], "subject": "Invoice", "text": "Attached."}
+    yield from (({"sender_name": name}, plain) for name in NAMES)
+    yield from (({}, {**plain, "subject": subject}) for subject in SUBJECTS)
+    yield from (({}, {**plain, "to": [], **recipients}) for recipients in RECIPIENTS)
+    yield from (({}, {**plain, "text": body}) for body in BODIES)
+    yield from ((values, plain) for values in SETTINGS)
+    yield {"footer_text": "Example Ltd"}, plain
+
+
+def test_a_plain_text_mail_has_the_bytes_the_email_package_writes(monkeypatch):
+    from portal.outbox import compose as module
+
+    fast = []
+    shortcut = module._plain_bytes
+
+    def counted(headers, body_text):
+        result = shortcut(headers, body_text)
+        fast.append(result is not None)
+        return result
+
+    for settings_values, arguments in variants():
+        glob = MailConfig(company_id=None, **{**GLOBAL, **settings_values})
+        settings = merge(ACME.id, glob, None)
+        arguments = {"user": None, **arguments}
+        monkeypatch.setattr(module, "_plain_bytes", counted)
+        taken = compose(settings, company=ACME, **arguments).raw
+        monkeypatch.setattr(module, "_plain_bytes", lambda headers, body_text: None)
+        package = compose(settings, company=ACME, **arguments).raw
+        assert masked(taken) == masked(package), (settings_values, arguments)
+    # Not vacuous: both ways were taken.
+    assert 20 < sum(fast) < len(fast)
