@@ -6,6 +6,8 @@ from collections.abc import Collection
 
 import nh3
 from email_validator import validate_email
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 CONTROL_CHARS = re.compile(r"[\r\n\x00]")  # would split an SMTP command or a header
 BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(p|div|li|tr|h[1-6]|blockquote|table|ul|ol|dl|dd|dt)>")
@@ -75,19 +77,32 @@ def parse_domains(raw: str | None) -> tuple[str, ...]:
             continue
         labels = name.split(".")
         if len(name) > 253 or not all(DOMAIN_LABEL.match(label) for label in labels):
-            raise ValueError(f"Not a domain name: {entry!r}. Enter names such as empresa.local.")
+            raise ValueError(
+                _(
+                    "Not a domain name: %(entry)s. Enter names such as empresa.local.",
+                    entry=repr(entry),
+                )
+            )
         if labels[-1].isdigit():
-            raise ValueError(f"Not a domain name: {entry!r}. Enter a name, not an IP address.")
+            raise ValueError(
+                _(
+                    "Not a domain name: %(entry)s. Enter a name, not an IP address.",
+                    entry=repr(entry),
+                )
+            )
         if name not in found:
             found.append(name)
     return tuple(found)
 
 
 def duration_text(seconds: int) -> str:
-    """'7 days', '1 hour', '30 minutes': how long a link lives, for people."""
-    for unit, size in (("day", 86400), ("hour", 3600)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
+    """'7 days', '1 hour', '30 minutes': how long a link lives, for people, in the current language.
+
+    Outside an app context (or under `i18n.speaking("en")`) it is English, as stored text must be.
+    """
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return ngettext("%(num)d day", "%(num)d days", seconds // 86400)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return ngettext("%(num)d hour", "%(num)d hours", seconds // 3600)
     minutes = max(1, round(seconds / 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return ngettext("%(num)d minute", "%(num)d minutes", minutes)

@@ -4,12 +4,14 @@ import hashlib
 import math
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
-from portal import accounts, audit, login_throttle
+from portal import accounts, audit, i18n, login_throttle
 from portal.exceptions import LoginThrottledError
 from portal.extensions import db, limiter
 from portal.outbox import system_mail
@@ -19,17 +21,16 @@ from portal.web.forms import LoginForm, SetPasswordForm, max_length, required, s
 from portal.web.links import external_url
 
 bp = Blueprint("auth", __name__)
-MSG_BAD_LOGIN = "Email or password is incorrect."
-MSG_LOGIN_PAUSED = (
-    "Too many failed log-ins for this account or from your network. Try again in {wait}."
-)
-MSG_RESET_SENT = "If an account exists for that address, a reset link is on its way."
+MSG_BAD_LOGIN = _l("Email or password is incorrect.")
+MSG_RESET_SENT = _l("If an account exists for that address, a reset link is on its way.")
 UNKNOWN_ACCOUNT = "an address with no account"  # the typed text may be a password: not kept
 
 
 class ForgotPasswordForm(FlaskForm):
     # Any non-empty single line: a syntax check could tell stored addresses from others.
-    email = StringField("Email", [required("Enter your email."), single_line, max_length(320)])
+    email = StringField(
+        _l("Email"), [required(_l("Enter your email.")), single_line, max_length(320)]
+    )
 
 
 def home_url() -> str:
@@ -49,7 +50,10 @@ def index():
 def _paused(form: LoginForm, wait: float):
     """The login page saying how long to wait; no password was checked."""
     seconds = math.ceil(wait)
-    error = MSG_LOGIN_PAUSED.format(wait=duration_text(seconds))
+    error = _(
+        "Too many failed log-ins for this account or from your network. Try again in %(wait)s.",
+        wait=duration_text(seconds),
+    )
     page = render_template("auth/login.html", form=form, error=error)
     return page, 429, {"Retry-After": str(seconds)}
 
@@ -59,7 +63,8 @@ def _record_failure(email: str, client: str, attempt: login_throttle.Attempt) ->
     user = accounts.find_by_email(email)
     changes = {"account": user.email if user else UNKNOWN_ACCOUNT, "client": client}
     if attempt.wait:
-        changes["paused"] = duration_text(math.ceil(attempt.wait))
+        with i18n.speaking(i18n.DEFAULT_LANGUAGE):  # a stored row: its English source text
+            changes["paused"] = duration_text(math.ceil(attempt.wait))
     audit.record("login.failed", changes, None, user.company if user else None)
     db.session.commit()
 
@@ -153,5 +158,5 @@ def too_many(exc):
     """The forgot-password page saying to wait."""
     form = ForgotPasswordForm(formdata=None)
     limit = getattr(exc, "description", "")
-    error = f"Too many reset requests ({limit}). Try again later."
+    error = _("Too many reset requests (%(limit)s). Try again later.", limit=limit)
     return render_template("auth/forgot_password.html", form=form, error=error), 429

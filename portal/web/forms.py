@@ -5,6 +5,7 @@ import re
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import FileStorage
 from wtforms import (
@@ -376,21 +377,23 @@ class GlobalMailForm(MailForm):
 
 
 class LoginForm(FlaskForm):
-    email = StringField("Email", [required("Enter your email."), single_line])
-    password = PasswordField("Password", [required("Enter your password.")])
+    email = StringField(_l("Email"), [required(_l("Enter your email.")), single_line])
+    password = PasswordField(_l("Password"), [required(_l("Enter your password."))])
 
 
 class SetPasswordForm(FlaskForm):
-    password = PasswordField("New password", [required("Enter a password."), max_length(1024)])
-    confirm = PasswordField("Repeat the password")
+    password = PasswordField(
+        _l("New password"), [required(_l("Enter a password.")), max_length(1024)]
+    )
+    confirm = PasswordField(_l("Repeat the password"))
 
     def validate_password(self, field) -> None:
         if len(field.data or "") < 12:
-            raise ValidationError("Use at least 12 characters.")
+            raise ValidationError(_l("Use at least 12 characters."))
 
     def validate_confirm(self, field) -> None:
         if field.data != self.password.data:
-            raise ValidationError("The two passwords differ.")
+            raise ValidationError(_l("The two passwords differ."))
 
 
 class CompanyForm(FlaskForm):

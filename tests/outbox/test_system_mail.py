@@ -10,6 +10,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from support.factories import configure, run_queued_jobs, stored_mails
 from support.web import Browser
+from support.workers import wait_until_final
 
 from portal import accounts, delivery
 from portal.extensions import db
@@ -154,7 +155,7 @@ def test_reset_mail_arrives_with_a_link_that_works_once(
 ):
     user = getattr(people, who)
     response = forgot(browser, user.email.upper())
-    assert response.status_code == 200 and MSG_RESET_SENT in response.text
+    assert response.status_code == 200 and str(MSG_RESET_SENT) in response.text
 
     mail = deliver_only_mail(server)
     assert sender(mail) == ("Portal", "noreply@example.com")
@@ -191,12 +192,12 @@ def test_unknown_address_gets_the_same_page_and_no_mail(browser, people, global_
 def test_empty_address_is_asked_for_again(browser, people):
     response = forgot(browser, " ")
     assert response.status_code == 422 and "Enter your email." in response.text
-    assert MSG_RESET_SENT not in response.text
+    assert str(MSG_RESET_SENT) not in response.text
 
 
 def test_reset_without_a_sender_answers_the_same(browser, people):
     response = forgot(browser, people.acme_admin.email)
-    assert response.status_code == 200 and MSG_RESET_SENT in response.text
+    assert response.status_code == 200 and str(MSG_RESET_SENT) in response.text
     assert stored_mails() == []
 
 
@@ -246,3 +247,84 @@ def test_token_from_before_purposes_is_an_invitation(app, people):
     assert accounts.user_for_token(legacy) == user
     app.config["INVITATION_MAX_AGE_SECONDS"] = -1
     assert accounts.user_for_token(legacy) is None
+
+
+# --- in the recipient's language ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hours", "valid_for"),
+    [(1, "1 godzinę"), (3, "3 godziny"), (5, "5 godzin"), (22, "22 godziny"), (168, "7 dni")],
+)
+def test_invitation_to_an_admin_of_a_polish_company_arrives_in_polish_with_the_count_right(
+    as_superuser, web, people, server, global_settings, hours, valid_for
+):
+    people.acme.default_language = "pl"
+    db.session.commit()
+    web.config["INVITATION_MAX_AGE_SECONDS"] = hours * 3600
+    response = invite(as_superuser, people.acme)
+    assert "Invitation mail to new.admin@example.org is queued" in response.text  # his own
+
+    mail = deliver_only_mail(server)
+    assert mail["Subject"] == "Zaproszenie do zarządzania pocztą firmy Acme Ltd"
+    text, html = body(mail), body(mail, "html")
+    assert text.splitlines()[0] == "Dzień dobry Nina,"
+    assert "Zapraszamy do zarządzania pocztą wychodzącą firmy Acme Ltd w portalu poczty." in text
+    sentence = f"Ustaw hasło, korzystając z tego linku; działa on jednorazowo przez {valid_for}:"
+    assert sentence in text and sentence in html
+    assert "firmy <strong>Acme Ltd</strong>" in html and '<html lang="pl">' in html
+    assert "invited" not in text and "invited" not in html
+    use_link(web, link_in(mail))
+
+
+def test_an_invited_users_own_language_wins_over_the_companys(
+    as_superuser, people, server, global_settings
+):
+    people.acme.default_language = "pl"
+    db.session.add(User(email="new.admin@example.org", name="Nina", language="cs"))
+    db.session.commit()
+    invite(as_superuser, people.acme)
+    mail = deliver_only_mail(server)
+    assert mail["Subject"] == "Pozvánka ke správě e-mailů společnosti Acme Ltd"
+    assert "funguje jen jednou a platí 7 dní:" in body(mail)
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "sentence"),
+    [
+        ("ro", "Resetați-vă parola pentru portalul de e-mail", "o singură dată, timp de 1 oră:"),
+        ("pt_BR", "Redefina sua senha do portal de e-mail", "uma única vez e vale por 1 hora:"),
+        (None, "Reset your password for the mail portal", "it works once and for 1 hour:"),
+    ],
+)
+def test_reset_mail_is_written_in_the_recipients_language_not_the_askers(
+    web, people, server, global_settings, language, subject, sentence
+):
+    people.acme_admin.language = language
+    db.session.commit()
+    asker = Browser(web.test_client())
+    asker.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "cs"
+    response = forgot(asker, people.acme_admin.email)  # the job runs outside any request
+    assert "odkaz pro obnovení hesla je na cestě" in response.text  # the asker's page
+
+    mail = deliver_only_mail(server)
+    assert mail["Subject"] == subject
+    assert sentence in body(mail) and sentence in body(mail, "html")
+
+
+def test_the_worker_process_writes_the_reset_mail_in_the_company_language(
+    web, people, server, global_settings, workers
+):
+    people.acme.default_language = "pl"
+    db.session.commit()
+    workers.start_ready()
+    response = Browser(web.test_client()).post(
+        "/forgot-password", {"email": people.acme_admin.email}
+    )
+    assert response.status_code == 200
+    wait_until_final(1)
+
+    (arrived,) = server.handler.messages
+    mail = email.message_from_bytes(arrived.data, policy=policy.default)
+    assert mail["Subject"] == "Zresetuj hasło do portalu poczty"
+    assert "działa on jednorazowo przez 1 godzinę:" in body(mail)

@@ -78,7 +78,7 @@ def test_the_sixth_wrong_password_is_refused_and_so_is_the_right_one_until_the_w
     attacker = visitor(web)
     for _ in range(5):
         wrong = attacker.login(admin, WRONG)
-        assert wrong.status_code == 422 and MSG_BAD_LOGIN in wrong.text
+        assert wrong.status_code == 422 and str(MSG_BAD_LOGIN) in wrong.text
 
     refused = attacker.login(admin, WRONG)
     assert refused.status_code == 429
@@ -125,6 +125,29 @@ def test_failed_logins_appear_in_the_history_without_the_typed_text(web, people)
     assert "Log-ins paused for" in page
 
 
+@pytest.mark.parametrize(
+    ("backoff", "told", "kept"),
+    [
+        (60, "1 minutę", "1 minute"),
+        (120, "2 minuty", "2 minutes"),
+        (300, "5 minut", "5 minutes"),
+        (1320, "22 minuty", "22 minutes"),
+    ],
+)
+def test_the_pause_is_told_in_the_browsers_language_and_kept_in_english(
+    web, people, backoff, told, kept
+):
+    web.config["LOGIN_BACKOFF_SECONDS"] = backoff
+    attacker = visitor(web, "203.0.113.6")
+    attacker.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pl"
+    for _ in range(5):
+        attacker.login(people.acme_admin.email, WRONG)
+    refused = attacker.login(people.acme_admin.email, WRONG)
+    assert refused.status_code == 429
+    assert f"Spróbuj ponownie za {told}." in refused.text
+    assert failed_logins()[4].changes["paused"] == kept  # a stored row stays in English
+
+
 def test_only_failures_count_and_each_further_failure_doubles_the_wait(web, people):
     web.config["LOGIN_BACKOFF_SECONDS"] = 1
     admin = people.acme_admin.email
@@ -160,7 +183,7 @@ def test_with_redis_down_log_ins_still_work_and_failures_are_still_audited(
         with caplog.at_level(logging.WARNING, logger="portal.login_throttle"):
             wrong = visitor(served).login(people.acme_admin.email, "not the password")
             right = visitor(served).login(people.acme_admin.email)
-        assert wrong.status_code == 422 and MSG_BAD_LOGIN in wrong.text
+        assert wrong.status_code == 422 and str(MSG_BAD_LOGIN) in wrong.text
         assert right.status_code == 302
         assert [e.changes["account"] for e in failed_logins()] == [people.acme_admin.email]
         assert "log-in tries not counted: Redis is unreachable" in caplog.text
@@ -390,9 +413,10 @@ def test_upgrade_seals_links_stored_before_and_downgrade_gives_waiting_mails_bac
         return message.as_bytes()
 
     invitation = "You are invited to manage mail for Acme Ltd"
+    reset = "Reset your password for the mail portal"  # the English subjects of old rows
     rows = {
         1: ("sent", invitation, mail(invitation)),
-        2: ("queued", system_mail.RESET_SUBJECT, mail(system_mail.RESET_SUBJECT)),
+        2: ("queued", reset, mail(reset)),
         3: ("sent", "Our new site", mail("Our new site")),  # not a system mail's link
     }
     portal("db", "upgrade", "074848d58adf")
@@ -466,7 +490,7 @@ def test_reset_for_a_known_and_an_unknown_address_answers_and_works_the_same(
         work[address] = (response, shape(redis_keys() - keys), table_counts())
 
     (known, known_keys, known_counts), (unknown, unknown_keys, unknown_counts) = work.values()
-    assert known.status_code == unknown.status_code == 200 and MSG_RESET_SENT in known.text
+    assert known.status_code == unknown.status_code == 200 and str(MSG_RESET_SENT) in known.text
     assert CSRF_VALUE.sub("", known.text) == CSRF_VALUE.sub("", unknown.text)
     headers = [
         {

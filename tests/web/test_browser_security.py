@@ -330,7 +330,7 @@ def test_log_out_everywhere_ends_every_session(web, people):
 
     done = owner.post("/account/logout-everywhere")
     assert done.status_code == 302 and done.headers["Location"] == "/login"
-    assert MSG_LOGGED_OUT_EVERYWHERE in owner.get("/login").text
+    assert str(MSG_LOGGED_OUT_EVERYWHERE) in owner.get("/login").text
     for browser in (owner, thief, laptop):
         assert not logged_in(browser.get("/companies"))
         assert sent_to_login(browser.get("/account"))
