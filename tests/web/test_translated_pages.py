@@ -14,6 +14,7 @@ MOMENT = datetime(2026, 3, 7, 14, 5, 9, tzinfo=UTC)
 SEEN = {
     "pt_BR": {
         "companies": ["<h1>Empresas</h1>", "Criar empresa", "Idioma padrão", "1 administrador"],
+        "admins": ["<h2>Administradores da empresa</h2>", "<th>Nome</th>", "ativo", "Remover"],
         "history": ["<h1>Histórico de configurações</h1>", "Filtrar", "Tudo", "sistema"],
         "dashboard": ["<h1>Painel da fila</h1>", "<dt>Na fila</dt>", "Última execução da limpeza:"],
         "moment": "7 de mar. de 2026 14:05:09",
@@ -21,6 +22,7 @@ SEEN = {
     },
     "pl": {
         "companies": ["<h1>Firmy</h1>", "Utwórz firmę", "Język domyślny", "1 administrator"],
+        "admins": ["<h2>Administratorzy firmy</h2>", "<th>Imię i nazwisko</th>", "aktywny", "Usuń"],
         "history": ["<h1>Historia ustawień</h1>", "Filtruj", "Wszystko", "system"],
         "dashboard": ["<h1>Panel kolejki</h1>", "<dt>W kolejce</dt>", "Ostatnie uruchomienie"],
         "moment": "7 mar 2026, 14:05:09",
@@ -54,6 +56,14 @@ def test_the_companies_list_is_in_the_users_language(speaking, code):
     for text in SEEN[code]["companies"]:
         assert text in page
     assert "Create company" not in page and "Acme Ltd" in page
+
+
+@LANGUAGES
+def test_the_admins_tab_is_in_the_users_language(speaking, people, code):
+    page = get(speaking(code), f"/companies/{people.acme.id}/admins")
+    for text in SEEN[code]["admins"]:
+        assert text in page
+    assert "Invite or assign admin" not in page
 
 
 @LANGUAGES
