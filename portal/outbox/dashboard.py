@@ -8,6 +8,7 @@ settings in force, by the lane key each configuration makes, and never with a cr
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, or_, select
 
 from portal.extensions import db
@@ -28,7 +29,9 @@ from portal.settings.resolution import merge, session_key
 
 WINDOW_MINUTES = 60  # the chart's bars, and how far back "sent" counts
 OPEN_STATUSES = (STATUS_QUEUED, STATUS_SENDING, STATUS_DEFERRED, STATUS_FAILED)
-GLOBAL_SETTINGS = "Global settings"
+# What the screens call them: lazy, so each page shows them in its own language.
+GLOBAL_SETTINGS = _l("Global settings")
+GLOBAL = _l("Global")  # the mail of no company
 
 
 @dataclass
@@ -60,8 +63,8 @@ class Server:
     known: bool = True
 
 
-UNASSIGNED = Server("not assigned yet", "—", known=False)  # queued before lanes existed
-EARLIER = Server("earlier settings", "—", known=False)  # settings changed since it was queued
+UNASSIGNED = Server(_l("not assigned yet"), "—", known=False)  # queued before lanes existed
+EARLIER = Server(_l("earlier settings"), "—", known=False)  # settings changed since it was queued
 
 
 @dataclass
@@ -120,7 +123,7 @@ def servers() -> dict[str, Server]:
     named: dict[str, Server] = {}  # in order: the global lane first
     for own, name in [(None, GLOBAL_SETTINGS), *own_rows]:
         settings = merge(own.company_id if own else None, glob, own)
-        label = f"{settings.host}:{settings.port}" if settings.host else "no server set"
+        label = f"{settings.host}:{settings.port}" if settings.host else _l("no server set")
         named.setdefault(session_key(settings), Server(label, name, settings.max_sessions))
     return named
 
@@ -210,7 +213,7 @@ def overview(now: datetime | None = None) -> Overview:
     rows = _counts(since)
     names = _company_names({company_id for company_id, *_ in rows if company_id is not None})
     for company_id, lane, status, count, oldest in rows:
-        name = names.get(company_id, "Global") if company_id is not None else "Global"
+        name = names.get(company_id, GLOBAL) if company_id is not None else GLOBAL
         companies.setdefault(company_id, CompanyRow(company_id, name)).counts.add(
             status, count, oldest
         )
@@ -225,8 +228,8 @@ def overview(now: datetime | None = None) -> Overview:
         at=now,
         since=since,
         totals=totals,
-        companies=sorted(companies.values(), key=lambda r: (r.company_id is not None, r.name)),
-        servers=sorted(lanes.values(), key=lambda r: (not r.server.known, r.server.label)),
+        companies=sorted(companies.values(), key=lambda r: (r.company_id is not None, str(r.name))),
+        servers=sorted(lanes.values(), key=lambda r: (not r.server.known, str(r.server.label))),
         minutes=sent_per_minute(since),
         sessions=[session for _, session in sessions],
     )

@@ -1,6 +1,7 @@
 """A company's API keys tab: create a key (shown once), list and revoke them."""
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import StringField
@@ -18,8 +19,12 @@ bp = Blueprint("apikeys", __name__)
 
 class ApiKeyForm(FlaskForm):
     name = StringField(
-        "Key name",
-        [required("Name the key, e.g. after the service using it."), single_line, max_length(120)],
+        _l("Key name"),
+        [
+            required(_l("Name the key, e.g. after the service using it.")),
+            single_line,
+            max_length(120),
+        ],
     )
 
 

@@ -1,6 +1,8 @@
 """Companies and their admins, managed by the superuser."""
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
@@ -9,16 +11,15 @@ from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import Company, User
 from portal.outbox import system_mail
-from portal.text import duration_text
 from portal.web.access import superuser_required, visible_company
-from portal.web.forms import CompanyForm, InviteForm
+from portal.web.forms import CompanyEditForm, CompanyForm, InviteForm
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 from portal.web.links import external_url
 
 bp = Blueprint("companies", __name__, url_prefix="/companies")
-MSG_NAME_TAKEN = "A company with this name exists already."
-MSG_OTHER_COMPANY = "This user is an admin of another company."
-MSG_SUPERUSER = "This user is a superuser and needs no company."
+MSG_NAME_TAKEN = _l("A company with this name exists already.")
+MSG_OTHER_COMPANY = _l("This user is an admin of another company.")
+MSG_SUPERUSER = _l("This user is a superuser and needs no company.")
 
 
 def _all_companies() -> list[Company]:
@@ -82,16 +83,19 @@ def row(company_id: int):
 def rename(company_id: int):
     company = visible_company(company_id)
     if request.method == "GET":
-        form = CompanyForm(formdata=None, data={"name": company.name})
+        data = {"name": company.name, "default_language": company.default_language or ""}
+        form = CompanyEditForm(formdata=None, data=data)
         return render_template("companies/_row_edit.html", company=company, form=form)
-    form = CompanyForm()
+    form = CompanyEditForm()
     if form.validate():
         name = form.name.data.strip()
         if _name_taken(name, company):
             form.name.errors.append(MSG_NAME_TAKEN)
         else:
-            changes = {"name": {"old": company.name, "new": name}} if name != company.name else {}
-            company.name = name
+            language = form.default_language.data or None
+            changes = _changes(company, name=name, default_language=language)
+            company.name, company.default_language = name, language
+            # One entry per save of the row, whatever of it changed, under the row's action.
             audit.record("company.rename", changes, current_user, company)
             db.session.commit()
             if not is_htmx():
@@ -99,6 +103,12 @@ def rename(company_id: int):
             return render_template("companies/_row.html", company=company)
     body = render_template("companies/_row_edit.html", company=company, form=form)
     return body, UNPROCESSABLE
+
+
+def _changes(company: Company, **new) -> dict:
+    """The audit's before/after of each property that changes."""
+    old = {field: getattr(company, field) for field in new}
+    return {f: {"old": old[f], "new": v} for f, v in new.items() if v != old[f]}
 
 
 def invite(company: Company, email: str, name: str) -> tuple[User | None, str | None]:
@@ -126,8 +136,18 @@ def _send_invitation(user: User, company: Company) -> dict:
         system_mail.send_invitation(user, company, link)
     except MailValidationError as exc:
         invitation["problem"] = " ".join(exc.errors.values())
-    invitation["valid_for"] = duration_text(accounts.link_max_age(accounts.INVITATION))
+    invitation["valid_for"] = _lifetime(accounts.link_max_age(accounts.INVITATION))
     return invitation
+
+
+def _lifetime(seconds: int) -> str:
+    """'7 days', '1 hour', '30 minutes' in the page's language: how long a link lives."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return ngettext("%(num)d day", "%(num)d days", seconds // 86400)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return ngettext("%(num)d hour", "%(num)d hours", seconds // 3600)
+    minutes = max(1, round(seconds / 60))
+    return ngettext("%(num)d minute", "%(num)d minutes", minutes)
 
 
 def _admins_response(company: Company, form: InviteForm, invitation: dict | None = None):

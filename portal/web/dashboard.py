@@ -3,6 +3,8 @@
 from datetime import datetime
 
 from flask import Blueprint, url_for
+from flask_babel import format_number
+from flask_babel import gettext as _
 
 from portal.models import (
     STATUS_DEFERRED,
@@ -23,18 +25,23 @@ LINKED = (STATUS_QUEUED, STATUS_SENDING, STATUS_DEFERRED, STATUS_FAILED, STATUS_
 
 @bp.app_template_filter("age")
 def age(moment: datetime | None, now: datetime) -> str:
-    """How long ago, in the largest whole unit that fits: "42 s", "7 min", "3 h 5 min", "2 d"."""
+    """How long ago, in the largest whole unit that fits: "42 s", "7 min", "3 h 5 min", "2 d".
+
+    The units' abbreviations are the page language's; a day count has its digit grouping.
+    """
     if moment is None:
         return "—"
     seconds = max(0, int((now - moment).total_seconds()))
     if seconds < 60:
-        return f"{seconds} s"
+        return _("%(seconds)s s", seconds=seconds)
     if seconds < 3600:
-        return f"{seconds // 60} min"
+        return _("%(minutes)s min", minutes=seconds // 60)
     if seconds < 86400:
         hours, minutes = divmod(seconds // 60, 60)
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{seconds // 86400} d"
+        if minutes:
+            return _("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
+        return _("%(hours)s h", hours=hours)
+    return _("%(days)s d", days=format_number(seconds // 86400))
 
 
 def log_links(company_id: int | None = None, lane: str | None = None) -> dict[str, str]:

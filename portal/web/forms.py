@@ -19,6 +19,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
+from portal.i18n import LANGUAGES
 from portal.models import AUTH_PASSWORD, oauth_in_use
 from portal.settings.resolution import (
     DEFAULT_MAX_SESSIONS,
@@ -398,12 +399,32 @@ class SetPasswordForm(FlaskForm):
 
 class CompanyForm(FlaskForm):
     name = StringField(
-        "Company name", [required("Enter the company name."), single_line, max_length(120)]
+        _l("Company name"),
+        [required(_l("Enter the company name.")), single_line, max_length(120)],
     )
+
+
+class CompanyEditForm(CompanyForm):
+    """A company's own properties: its name and the language its admins see by default."""
+
+    # The language names stay in their own language; "" stores None (each admin's browser).
+    default_language = SelectField(
+        _l("Default language"),
+        choices=[
+            SelectChoice("", _l("None (each admin's browser)")),
+            *(SelectChoice(code, name) for code, name in LANGUAGES.items()),
+        ],
+        default="",
+        validate_choice=False,
+    )
+
+    def validate_default_language(self, field) -> None:
+        if (field.data or "") and field.data not in LANGUAGES:
+            raise ValidationError(_l("Choose a language from the list."))
 
 
 class InviteForm(FlaskForm):
     email = EmailField(
-        "Email", [required("Enter the admin's email."), single_line, max_length(320)]
+        _l("Email"), [required(_l("Enter the admin's email.")), single_line, max_length(320)]
     )
-    name = StringField("Name", [single_line, max_length(120)])
+    name = StringField(_l("Name"), [single_line, max_length(120)])

@@ -1,12 +1,15 @@
 """The settings history pages: the superuser's of every scope, and each company's own."""
 
+from datetime import datetime
+
 from flask import Blueprint, request, url_for
+from flask_babel import gettext as _
 from flask_login import login_required
 from sqlalchemy import func, select
 
 from portal import audit
 from portal.extensions import db
-from portal.models import Company
+from portal.models import Company, as_utc
 from portal.tenancy import ALL, GLOBAL, Scope
 from portal.web.access import superuser_required, visible_company
 from portal.web.htmx import UNPROCESSABLE, respond
@@ -20,7 +23,7 @@ def _number(value: str, errors: dict[str, str]) -> int:
     if not value:
         return 1
     if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
-        errors["page"] = "This page link is broken: start again from the newest entries."
+        errors["page"] = _("This page link is broken: start again from the newest entries.")
         return 1
     return int(value)
 
@@ -29,7 +32,7 @@ def _kind(value: str, errors: dict[str, str]) -> list[str] | None:
     if not value:
         return None
     if value not in KIND_LABELS:
-        errors["kind"] = "Choose a kind from the list."
+        errors["kind"] = _("Choose a kind from the list.")
         return None
     return actions_of(value)
 
@@ -41,7 +44,7 @@ def _company_scope(value: str, errors: dict[str, str]) -> Scope:
         return GLOBAL
     if value.isdigit() and db.session.get(Company, int(value)) is not None:
         return int(value)
-    errors["company"] = "Choose a company from the list."
+    errors["company"] = _("Choose a company from the list.")
     return ALL
 
 
@@ -92,6 +95,12 @@ def company_history(company_id: int):
     company = visible_company(company_id)
     values = {"kind": request.args.get("kind", "").strip()}
     return _show("history.company_history", company.id, company, values, {})
+
+
+@bp.app_template_filter("iso_utc")
+def iso_utc(moment: datetime | None) -> str:
+    """A stored time as ISO 8601 in UTC, for a <time datetime> a machine reads."""
+    return as_utc(moment).isoformat() if moment is not None else ""
 
 
 @bp.app_template_global()

@@ -171,7 +171,7 @@ def test_superuser_creates_company_and_invites_admin(page, chromium, people, liv
 
     company_id = fresh(select(Company.id).where(Company.name == "Initech"))
     row = page.locator(f"#company-{company_id}")
-    row.get_by_role("button", name="Rename").click()
+    row.get_by_role("button", name="Edit").click()
     row.get_by_label("Company name").fill("Initech Ltd")
     shot(page, "companies-renaming")
     row.get_by_role("button", name="Save").click()

@@ -25,7 +25,7 @@ def test_create_company(as_superuser, people):
 
 def test_company_names_are_unique_ignoring_case(as_superuser, people):
     response = as_superuser.post("/companies", {"name": "ACME LTD"}, htmx=True)
-    assert response.status_code == 422 and MSG_NAME_TAKEN in response.text
+    assert response.status_code == 422 and str(MSG_NAME_TAKEN) in response.text
 
 
 def test_empty_name_is_refused(as_superuser, people):
@@ -48,7 +48,7 @@ def test_rename_to_taken_name_is_refused(as_superuser, people):
     response = as_superuser.post(
         f"/companies/{people.acme.id}/rename", {"name": "Globex Corp"}, htmx=True
     )
-    assert response.status_code == 422 and MSG_NAME_TAKEN in response.text
+    assert response.status_code == 422 and str(MSG_NAME_TAKEN) in response.text
 
 
 def test_invite_creates_an_admin_with_a_one_time_link(as_superuser, web, people):
@@ -89,9 +89,9 @@ def test_assign_existing_user_without_company(as_superuser, people):
 def test_admin_of_another_company_or_superuser_cannot_be_assigned(as_superuser, people):
     url = f"/companies/{people.acme.id}/admins"
     other = as_superuser.post(url, {"email": people.globex_admin.email}, htmx=True)
-    assert other.status_code == 422 and MSG_OTHER_COMPANY in other.text
+    assert other.status_code == 422 and str(MSG_OTHER_COMPANY) in other.text
     boss = as_superuser.post(url, {"email": people.superuser.email}, htmx=True)
-    assert boss.status_code == 422 and MSG_SUPERUSER in boss.text
+    assert boss.status_code == 422 and str(MSG_SUPERUSER) in boss.text
 
 
 def test_remove_admin(as_superuser, people):

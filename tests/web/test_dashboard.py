@@ -3,9 +3,10 @@
 import html
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
+from babel.dates import format_time
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from support.factories import mail_config
@@ -189,11 +190,14 @@ def test_the_chart_has_a_bar_for_a_minute_in_which_mails_were_sent(as_superuser,
     page = as_superuser.get("/dashboard").text
     chart = page[page.index("<svg") : page.index("</svg>")]
     assert chart.count('<rect class="bar"') == 60
-    assert f"<title>{minute:%H:%M} UTC: 3 sent</title>" in chart
+    at = format_time(minute, "short", tzinfo=UTC, locale="en")  # English by default: 2:05 PM
+    assert f"<title>{at} UTC: 3 sent</title>" in chart
     assert '<title id="sent-chart-title">Mails sent per minute, last hour</title>' in chart
-    assert "3 mails sent from" in chart and f"the most in one minute: 3, at {minute:%H:%M}" in chart
+    assert "3 mails sent from" in chart and f"the most in one minute: 3, at {at}" in chart
     numbers = page[page.index('class="chart-numbers"') :]
-    assert f"<td>{minute:%H:%M}</td><td>3</td>" in numbers
+    assert re.search(
+        rf'<td><time datetime="{minute:%Y-%m-%dT%H:%M}[^"]*">{at}</time></td><td>3</td>', numbers
+    )
 
 
 def test_an_empty_hour_draws_empty_bars(as_superuser, people):

@@ -65,7 +65,9 @@ def test_the_history_shows_labels_actor_time_and_old_and_new_values(as_superuser
         page,
     )
     assert people.superuser.display_name in page
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", page)
+    # The time as the page's language writes it, and as ISO 8601 for a machine.
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[^"]*\+00:00">', page)
+    assert re.search(r"[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d\d:\d\d\s[AP]M UTC", page)
 
 
 def test_pages_of_25_newest_first_with_newer_and_older_links(as_superuser, people):
