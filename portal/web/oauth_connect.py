@@ -144,7 +144,7 @@ def callback():
         return render_template("mail/oauth_invalid.html"), 400
     back = _settings_page(company)
     if request.args.get("error") or not request.args.get("code"):
-        error = request.args.get("error", "no code")[:100]
+        error = request.args.get("error", "")[:100] or _("no code")
         flash(
             _(
                 "The provider did not authorize the mailbox (%(error)s). Nothing changed.",
