@@ -22,6 +22,7 @@ from portal.models import (
     utcnow,
 )
 from portal.settings import resolution
+from portal.settings.resolution import N_
 from portal.wire import egress
 from portal.wire.config import make_tls_context
 
@@ -74,7 +75,23 @@ PROVIDERS = {
 
 
 class OAuthFlowError(PortalError):
-    """The authorization could not be completed; the message is safe to show the admin."""
+    """The authorization could not be completed; the message is safe to show the admin.
+
+    `text` is the English message with %(name)s placeholders that `values` fill: a screen
+    translates `text`, str() is the English sentence.
+    """
+
+    def __init__(self, text: str, **values):
+        super().__init__(text % values if values else text)
+        self.text, self.values = text, values
+
+
+class EndpointRefusedError(OAuthTokenError):
+    """An endpoint is not HTTPS or the egress guard refuses its host; `text`/`values` as above."""
+
+    def __init__(self, text: str, **values):
+        super().__init__(text % values)
+        self.text, self.values = text, values
 
 
 class _VerifiedTls(HTTPAdapter):
@@ -93,13 +110,19 @@ def check_url(url: str) -> None:
     """Refuse an endpoint that is not HTTPS or whose host the egress guard refuses."""
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
-        raise OAuthTokenError(f"The endpoint {url!r} is not an https:// URL.")
+        raise EndpointRefusedError(
+            N_("The endpoint %(url)s is not an https:// URL."), url=repr(url)
+        )
     try:
         egress.resolve_checked(
             parts.hostname, parts.port or 443, resolution.egress_policy(), base_ports=HTTPS_PORTS
         )
     except egress.EgressError as exc:
-        raise OAuthTokenError(f"The endpoint {parts.hostname} is refused: {exc.message}") from exc
+        raise EndpointRefusedError(
+            N_("The endpoint %(host)s is refused: %(reason)s"),
+            host=parts.hostname,
+            reason=exc.message,
+        ) from exc
 
 
 def _session(config: MailConfig, redirect_uri: str | None = None) -> OAuth2Session:
@@ -154,14 +177,20 @@ def exchange_code(config: MailConfig, code: str, verifier: str, redirect_uri: st
                 url, grant_type="authorization_code", code=code, code_verifier=verifier, **options
             )
     except OAuthError as exc:
-        raise OAuthFlowError(f"The provider refused the authorization: {exc.error}.") from exc
+        raise OAuthFlowError(
+            N_("The provider refused the authorization: %(error)s."), error=exc.error
+        ) from exc
     except (requests.RequestException, ValueError) as exc:
-        raise OAuthFlowError(f"The token endpoint could not be reached: {reason(exc)}") from exc
+        raise OAuthFlowError(
+            N_("The token endpoint could not be reached: %(reason)s"), reason=reason(exc)
+        ) from exc
     if not token.get("refresh_token"):
         raise OAuthFlowError(
-            "The provider gave no refresh token, so mail could only be sent for an hour. "
-            "Google gives one on a consent prompt with offline access; Microsoft with the "
-            "offline_access scope."
+            N_(
+                "The provider gave no refresh token, so mail could only be sent for an hour. "
+                "Google gives one on a consent prompt with offline access; Microsoft with the "
+                "offline_access scope."
+            )
         )
     grant = config.grant or OAuthGrant(mail_config=config)
     grant.refresh_token_encrypted = crypto.encrypt(token["refresh_token"])
@@ -185,7 +214,7 @@ def forget(config: MailConfig) -> str | None:
     return grant.refresh_token_encrypted
 
 
-def revoke_remote(config: MailConfig, refresh_encrypted: str | None) -> str | None:
+def revoke_remote(config: MailConfig, refresh_encrypted: str | None) -> OAuthFlowError | None:
     """Ask the provider to revoke a refresh token, when it has an endpoint for that.
 
     Returns a warning when the provider could not be told; the local grant is gone anyway.
@@ -201,12 +230,12 @@ def revoke_remote(config: MailConfig, refresh_encrypted: str | None) -> str | No
                 token_type_hint="refresh_token",  # noqa: S106 - a hint name
                 **options,
             )
-    except OAuthTokenError as exc:
-        return exc.message
+    except EndpointRefusedError as exc:
+        return OAuthFlowError(exc.text, **exc.values)
     except (requests.RequestException, ValueError) as exc:
-        return reason(exc)
+        return OAuthFlowError(reason(exc))
     if response.status_code != 200:
-        return f"it answered HTTP {response.status_code}."
+        return OAuthFlowError(N_("it answered HTTP %(status)s."), status=response.status_code)
     return None
 
 
@@ -223,11 +252,11 @@ def expiry(token: dict):
 def reason(exc: Exception) -> str:
     """A short reason without URLs' query strings or bodies (they may carry tokens)."""
     if isinstance(exc, requests.Timeout):
-        return "no answer in time."
+        return N_("no answer in time.")
     if isinstance(exc, requests.exceptions.SSLError):
-        return "the endpoint's TLS certificate was not accepted."
+        return N_("the endpoint's TLS certificate was not accepted.")
     if isinstance(exc, requests.ConnectionError):
-        return "connection failed."
+        return N_("connection failed.")
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code}."
     return type(exc).__name__

@@ -20,6 +20,16 @@ from portal.text import parse_domains
 from portal.wire import egress
 from portal.wire.egress import EgressPolicy
 
+
+def N_(message: str) -> str:
+    """Mark a message for the catalogs and return it as it is.
+
+    These messages are also stored and logged by the worker, so they stay English here; a
+    screen translates them where it shows them (gettext of the same text).
+    """
+    return message
+
+
 SOURCE_COMPANY = "company"
 SOURCE_GLOBAL = "global"
 SOURCE_DEFAULT = "default"
@@ -29,7 +39,7 @@ DEFAULT_MAX_SESSIONS = 2  # concurrent SMTP sessions per destination, as Postfix
 MAX_MAX_SESSIONS = 20
 MIN_TIMEOUT_SECONDS = 10
 MAX_TIMEOUT_SECONDS = 180
-MSG_CLEAR_AUTH = (
+MSG_CLEAR_AUTH = N_(
     "With Security “None” the password would cross the network in clear: choose STARTTLS or "
     "SSL/TLS, or have the superuser list this server under Network (internal relays)."
 )

@@ -12,6 +12,7 @@ from portal.settings.resolution import (
     GLOBAL_ONLY_FIELDS,
     GROUP_OF,
     GROUPS,
+    N_,
     env_seed,
     global_config,
 )
@@ -21,16 +22,16 @@ from portal.text import sanitize_footer
 DESTINATION_FIELDS = ("host", "port", "security", "username")
 PASSWORD_CHANGED = "changed"
 PASSWORD_REMOVED = "removed"
-MSG_PASSWORD_NEEDED = "Enter the password for this server."
-MSG_PASSWORD_AGAIN = (
+MSG_PASSWORD_NEEDED = N_("Enter the password for this server.")
+MSG_PASSWORD_AGAIN = N_(
     "Host, Port, Security or User changed: enter the password again. "
     "A saved password is never sent to another server."
 )
-MSG_REMOVE_WITH_AUTH = "Authentication needs a password: enter one or turn Authentication off."
+MSG_REMOVE_WITH_AUTH = N_("Authentication needs a password: enter one or turn Authentication off.")
 # A saved client secret is only ever sent to the token endpoint it was entered for.
 SECRET_FIELDS = ("oauth_client_id", "oauth_token_url")
-MSG_SECRET_NEEDED = "Enter the client secret the provider gave your app."
-MSG_SECRET_AGAIN = (
+MSG_SECRET_NEEDED = N_("Enter the client secret the provider gave your app.")
+MSG_SECRET_AGAIN = N_(
     "Client ID or token endpoint changed: enter the client secret again. "
     "A saved secret is never sent to another endpoint."
 )

@@ -5,6 +5,7 @@ import re
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import FileStorage
@@ -41,6 +42,14 @@ from portal.wire.trust import MAX_BUNDLE_CHARS, MSG_NOT_PEM, MSG_TOO_LONG, read_
 
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_FOOTER_CHARS = 20_000
+# The wire's CA bundle messages, as the field shows them (the wire itself speaks only English).
+CA_BUNDLE_MESSAGES = {
+    MSG_NOT_PEM: _l(
+        "Not a PEM certificate: paste or upload one or more blocks from "
+        "-----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----."
+    ),
+    MSG_TOO_LONG: _l("Use at most %(num)d characters.", num=MAX_BUNDLE_CHARS),
+}
 SECURITY_LABELS = [SelectChoice(value, label) for value, label in SECURITY_NAMES.items()]
 AUTH_METHOD_LABELS = [SelectChoice(value, label) for value, label in AUTH_METHOD_NAMES.items()]
 
@@ -48,18 +57,18 @@ AUTH_METHOD_LABELS = [SelectChoice(value, label) for value, label in AUTH_METHOD
 def single_line(form, field) -> None:
     """Reject CR, LF and NUL: they would split an SMTP command or a mail header."""
     if field.data and CONTROL_CHARS.search(str(field.data)):
-        raise ValidationError("Line breaks and NUL characters are not allowed here.")
+        raise ValidationError(_("Line breaks and NUL characters are not allowed here."))
 
 
 def no_nul(form, field) -> None:
     if field.data and "\x00" in field.data:
-        raise ValidationError("NUL characters are not allowed.")
+        raise ValidationError(_("NUL characters are not allowed."))
 
 
 def max_length(limit: int):
     def check(form, field) -> None:
         if field.data and len(field.data) > limit:
-            raise ValidationError(f"Use at most {limit} characters.")
+            raise ValidationError(_("Use at most %(num)d characters.", num=limit))
 
     return check
 
@@ -88,7 +97,7 @@ class HostField(StringField):
         try:
             self.data = normalize_host(self.data)
         except ValueError:
-            self.errors.append("Enter a host name (mail.example.com) or an IP address.")
+            self.errors.append(_("Enter a host name (mail.example.com) or an IP address."))
 
 
 def accepted_domains(form) -> tuple[str, ...]:
@@ -104,7 +113,8 @@ class EmailField(StringField):
         try:
             self.data = normalize_email(self.data, accepted_domains(form))
         except EmailNotValidError as exc:
-            self.errors.append(f"Enter a valid email address: {exc}")
+            # email-validator explains in English: the sentence around its reason is translated.
+            self.errors.append(_("Enter a valid email address: %(reason)s", reason=exc))
 
 
 class HttpsUrlField(StringField):
@@ -120,15 +130,15 @@ class HttpsUrlField(StringField):
         except ValueError:
             parts = None
         if parts is None or parts.scheme != "https" or not parts.hostname:
-            self.errors.append("Enter an https:// URL.")
+            self.errors.append(_("Enter an https:// URL."))
         elif parts.username or parts.password or parts.fragment:
-            self.errors.append("Enter the URL without user name, password or #fragment.")
+            self.errors.append(_("Enter the URL without user name, password or #fragment."))
 
 
 class WholeNumberField(StringField):
     """An integer field whose only message is the allowed range."""
 
-    def __init__(self, label: str, minimum: int, maximum: int, **kwargs):
+    def __init__(self, label, minimum: int, maximum: int, **kwargs):
         super().__init__(label, **kwargs)
         self.minimum, self.maximum = minimum, maximum
 
@@ -138,13 +148,21 @@ class WholeNumberField(StringField):
 
     def pre_validate(self, form) -> None:
         if not isinstance(self.data, int) or not self.minimum <= self.data <= self.maximum:
-            raise ValidationError(f"Enter a whole number from {self.minimum} to {self.maximum}.")
+            raise ValidationError(
+                _(
+                    "Enter a whole number from %(minimum)d to %(maximum)d.",
+                    minimum=self.minimum,
+                    maximum=self.maximum,
+                )
+            )
 
     def _value(self) -> str:
         return "" if self.data is None else str(self.data)
 
 
-def required(message: str):
+def required(message):
+    """A field that must not be left empty; `message` may be lazy (a form's class attribute)."""
+
     def check(form, field) -> None:
         if not (field.data or "").strip():
             raise ValidationError(message)
@@ -155,37 +173,46 @@ def required(message: str):
 class MailForm(FlaskForm):
     """The fields both the global page and a company's Email tab have."""
 
-    host = HostField("Host", [required("Enter the SMTP host."), single_line, max_length(253)])
-    port = WholeNumberField("Port", 1, 65535, default=25)
-    security = SelectField("Security", choices=SECURITY_LABELS, default="none")
-    auth_enabled = BooleanField("Authentication")
-    username = StringField("User", [single_line, max_length(320)])
-    password = PasswordField("Password", [single_line, max_length(1024)])
-    remove_password = BooleanField("Remove the saved password")
-    auth_method = SelectField("Method", choices=AUTH_METHOD_LABELS, default=AUTH_PASSWORD)
-    oauth_client_id = StringField("Client ID", [single_line, max_length(512)])
-    oauth_client_secret = PasswordField("Client secret", [single_line, max_length(1024)])
-    oauth_authorize_url = HttpsUrlField("Authorization endpoint", [single_line, max_length(2000)])
-    oauth_token_url = HttpsUrlField("Token endpoint", [single_line, max_length(2000)])
-    oauth_revoke_url = HttpsUrlField("Revocation endpoint", [single_line, max_length(2000)])
-    oauth_scopes = StringField("Scopes", [single_line, max_length(1000)])
-    sender_address = EmailField("Sender address", [single_line, max_length(320)])
-    sender_name = StringField("Sender name", [single_line, max_length(120)])
-    group_sends = BooleanField("Group sends and dispatch every 2 s")
+    host = HostField(
+        _l("Host"), [required(_l("Enter the SMTP host.")), single_line, max_length(253)]
+    )
+    port = WholeNumberField(_l("Port"), 1, 65535, default=25)
+    security = SelectField(_l("Security"), choices=SECURITY_LABELS, default="none")
+    auth_enabled = BooleanField(_l("Authentication"))
+    username = StringField(_l("User"), [single_line, max_length(320)])
+    password = PasswordField(_l("Password"), [single_line, max_length(1024)])
+    remove_password = BooleanField(_l("Remove the saved password"))
+    auth_method = SelectField(_l("Method"), choices=AUTH_METHOD_LABELS, default=AUTH_PASSWORD)
+    oauth_client_id = StringField(_l("Client ID"), [single_line, max_length(512)])
+    oauth_client_secret = PasswordField(_l("Client secret"), [single_line, max_length(1024)])
+    oauth_authorize_url = HttpsUrlField(
+        _l("Authorization endpoint"), [single_line, max_length(2000)]
+    )
+    oauth_token_url = HttpsUrlField(_l("Token endpoint"), [single_line, max_length(2000)])
+    oauth_revoke_url = HttpsUrlField(_l("Revocation endpoint"), [single_line, max_length(2000)])
+    oauth_scopes = StringField(_l("Scopes"), [single_line, max_length(1000)])
+    sender_address = EmailField(_l("Sender address"), [single_line, max_length(320)])
+    sender_name = StringField(_l("Sender name"), [single_line, max_length(120)])
+    group_sends = BooleanField(_l("Group sends and dispatch every 2 s"))
     timeout_seconds = WholeNumberField(
-        "SMTP timeout (seconds)",
+        _l("SMTP timeout (seconds)"),
         MIN_TIMEOUT_SECONDS,
         MAX_TIMEOUT_SECONDS,
         default=DEFAULT_TIMEOUT_SECONDS,
     )
     max_sessions = WholeNumberField(
-        "Parallel connections", 1, MAX_MAX_SESSIONS, default=DEFAULT_MAX_SESSIONS
+        _l("Parallel connections"), 1, MAX_MAX_SESSIONS, default=DEFAULT_MAX_SESSIONS
     )
-    reply_to = EmailField("Reply-To address", [single_line, max_length(320)])
-    footer_html = TextAreaField("HTML footer", [no_nul, max_length(MAX_FOOTER_CHARS)])
-    ca_bundle_pem = TextAreaField("Trusted CA certificates", [no_nul])
-    ca_bundle_file = FileField("Or upload a PEM file")
-    remove_ca_bundle = BooleanField("Remove the trusted certificates")
+    reply_to = EmailField(_l("Reply-To address"), [single_line, max_length(320)])
+    footer_html = TextAreaField(_l("HTML footer"), [no_nul, max_length(MAX_FOOTER_CHARS)])
+    ca_bundle_pem = TextAreaField(_l("Trusted CA certificates"), [no_nul])
+    ca_bundle_file = FileField(_l("Or upload a PEM file"))
+    remove_ca_bundle = BooleanField(_l("Remove the trusted certificates"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for f in self:  # this request's language, as plain text: a label is joined into messages
+            f.label.text = str(f.label.text)
 
     def typed_ca_bundle(self) -> str | None:
         """The PEM pasted or uploaded (the file wins), None if neither; ValueError if unread."""
@@ -210,7 +237,7 @@ class MailForm(FlaskForm):
             if typed:
                 read_bundle(typed)
         except ValueError as exc:
-            raise ValidationError(str(exc)) from exc
+            raise ValidationError(CA_BUNDLE_MESSAGES.get(str(exc), str(exc))) from exc
 
     def uses_oauth(self) -> bool:
         return oauth_in_use(self.auth_enabled.data, self.auth_method.data)
@@ -218,25 +245,27 @@ class MailForm(FlaskForm):
     def validate_username(self, field) -> None:
         if self.uses_oauth():
             if not (field.data or "").strip():
-                raise ValidationError("Enter the mailbox address mail is sent from.")
+                raise ValidationError(_("Enter the mailbox address mail is sent from."))
             try:
                 field.data = normalize_email(field.data, self.accepted_domains())
             except EmailNotValidError as exc:
-                raise ValidationError(f"Enter the mailbox's email address: {exc}") from exc
+                raise ValidationError(
+                    _("Enter the mailbox's email address: %(reason)s", reason=exc)
+                ) from exc
         elif self.auth_enabled.data and not (field.data or "").strip():
-            raise ValidationError("Enter the user name for authentication.")
+            raise ValidationError(_("Enter the user name for authentication."))
 
     def validate_oauth_client_id(self, field) -> None:
-        self._needed_for_oauth(field, "Enter the client ID the provider gave your app.")
+        self._needed_for_oauth(field, _("Enter the client ID the provider gave your app."))
 
     def validate_oauth_authorize_url(self, field) -> None:
-        self._needed_for_oauth(field, "Enter the provider's authorization endpoint.")
+        self._needed_for_oauth(field, _("Enter the provider's authorization endpoint."))
 
     def validate_oauth_token_url(self, field) -> None:
-        self._needed_for_oauth(field, "Enter the provider's token endpoint.")
+        self._needed_for_oauth(field, _("Enter the provider's token endpoint."))
 
     def validate_oauth_scopes(self, field) -> None:
-        self._needed_for_oauth(field, "Enter the scopes that allow sending mail.")
+        self._needed_for_oauth(field, _("Enter the scopes that allow sending mail."))
 
     def validate_security(self, field) -> None:
         if not self.in_force():
@@ -246,7 +275,7 @@ class MailForm(FlaskForm):
             host, field.data, self.auth_enabled.data, self.auth_method.data, self.egress_policy()
         )
         if problem:
-            raise ValidationError(problem)
+            raise ValidationError(_(problem))  # resolution's message, marked there
 
     def in_force(self) -> bool:
         """Whether these settings send mail once saved (a company's only with its switch on)."""
@@ -264,7 +293,7 @@ class MailForm(FlaskForm):
 
     def validate_sender_address(self, field) -> None:
         if self.sender_required() and not (field.data or "").strip():
-            raise ValidationError("Enter the sender address.")
+            raise ValidationError(_("Enter the sender address."))
 
     def sender_required(self) -> bool:
         return True
@@ -320,18 +349,18 @@ class CompanyMailForm(MailForm):
             self.egress_policy(),
         )
         if problem:
-            self.auth_enabled.errors.append(problem)
+            self.auth_enabled.errors.append(_(problem))
 
 
 class GlobalMailForm(MailForm):
-    default_sender_enabled = BooleanField("Default sender")
-    all_use_default_sender = BooleanField("All notifications use the default sender")
-    egress_allowlist = TextAreaField("Allowed internal relays", [no_nul, max_length(2000)])
-    egress_extra_ports = StringField("Additional SMTP ports", [single_line, max_length(200)])
+    default_sender_enabled = BooleanField(_l("Default sender"))
+    all_use_default_sender = BooleanField(_l("All notifications use the default sender"))
+    egress_allowlist = TextAreaField(_l("Allowed internal relays"), [no_nul, max_length(2000)])
+    egress_extra_ports = StringField(_l("Additional SMTP ports"), [single_line, max_length(200)])
     retention_days = WholeNumberField(
-        "Keep sent mail (days)", 0, 3650, default=DEFAULTS["retention_days"]
+        _l("Keep sent mail (days)"), 0, 3650, default=DEFAULTS["retention_days"]
     )
-    internal_domains = TextAreaField("Internal mail domains", [no_nul, max_length(2000)])
+    internal_domains = TextAreaField(_l("Internal mail domains"), [no_nul, max_length(2000)])
 
     def validate_internal_domains(self, field) -> None:
         try:

@@ -10,6 +10,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from portal import audit, catcher, mime
@@ -37,7 +38,6 @@ from portal.wire import trust
 
 bp = Blueprint("mail_settings", __name__)
 bp.register_blueprint(connection_test.bp)  # the Test connection button of both pages
-SAVED = "Mail settings saved."
 
 
 def _has_errors(form) -> bool:
@@ -52,11 +52,11 @@ def _save(form, config: MailConfig | None, company: Company | None) -> bool:
     new_password = form.password.data or ""
     problem = password_problem(config, values, new_password, form.remove_password.data)
     if problem:
-        form.password.errors.append(problem)
+        form.password.errors.append(_(problem))  # saving's messages, marked there
     new_secret = form.oauth_client_secret.data or ""
     secret = secret_problem(config, values, new_secret)
     if secret:
-        form.oauth_client_secret.errors.append(secret)
+        form.oauth_client_secret.errors.append(_(secret))
     if problem or secret:
         return False
     if company is not None and config is None and not form.groups:
@@ -165,7 +165,7 @@ def global_settings():
         return _render(form, company=None, config=config, saved=False)
     saved = _save(form, config, None)
     if saved and not is_htmx():
-        flash(SAVED)
+        flash(_("Mail settings saved."))
         return redirect(url_for("mail_settings.global_settings"))
     return _render(form, company=None, config=config, saved=saved)
 
@@ -181,7 +181,7 @@ def company(company_id: int):
     if request.method == "POST" and not request.form.get("_refresh") and not unshown(form):
         saved = _save(form, company.mail_config, company)
         if saved and not is_htmx():
-            flash(SAVED)
+            flash(_("Mail settings saved."))
             return redirect(url_for("mail_settings.company", company_id=company.id))
     return _render(form, company=company, config=company.mail_config, saved=saved)
 

@@ -13,6 +13,9 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from redis.exceptions import RedisError
 
@@ -31,7 +34,7 @@ bp = Blueprint("oauth", __name__)
 STATE_KEY = "portal:oauth-state:{}"
 STATE_SECONDS = 600  # time to consent at the provider
 SESSION_STATE = "oauth_state"
-MSG_SAVE_FIRST = (
+MSG_SAVE_FIRST = _l(
     "Save the OAuth2 settings first (method, mailbox, client ID and secret, endpoints): "
     "authorization uses the saved values."
 )
@@ -58,7 +61,15 @@ def _settings_page(company: Company | None) -> str:
     return url_for("mail_settings.company", company_id=company.id)
 
 
-def _refusal(message: str):
+def shown(error: oauth.OAuthFlowError | oauth.EndpointRefusedError) -> str:
+    """An OAuth2 error's message in the page's language (its reason too, when a known one)."""
+    values = dict(error.values)
+    if isinstance(values.get("reason"), str):
+        values["reason"] = _(values["reason"])
+    return _(error.text, **values)
+
+
+def _refusal(message) -> tuple:
     return render_template("mail/_oauth_message.html", message=message), UNPROCESSABLE
 
 
@@ -85,8 +96,8 @@ def authorize(company_id: int | None):
         return _refusal(MSG_SAVE_FIRST)
     try:
         oauth.check_url(config.oauth_token_url)
-    except OAuthTokenError as exc:
-        return _refusal(exc.message)
+    except oauth.EndpointRefusedError as exc:
+        return _refusal(shown(exc))
     callback = redirect_uri()
     url, state, verifier = oauth.authorization_url(config, callback)
     pending = {
@@ -101,7 +112,7 @@ def authorize(company_id: int | None):
             STATE_KEY.format(state), json.dumps(pending), ex=STATE_SECONDS
         )
     except RedisError:
-        return _refusal("The authorization cannot start now (Redis is unreachable): try again.")
+        return _refusal(_("The authorization cannot start now (Redis is unreachable): try again."))
     session[SESSION_STATE] = state  # the callback must come back to this browser
     return navigate(url)
 
@@ -133,14 +144,24 @@ def callback():
         return render_template("mail/oauth_invalid.html"), 400
     back = _settings_page(company)
     if request.args.get("error") or not request.args.get("code"):
-        error = request.args.get("error", "no code")[:100]
-        flash(f"The provider did not authorize the mailbox ({error}). Nothing changed.", "error")
+        error = request.args.get("error", "")[:100] or _("no code")
+        flash(
+            _(
+                "The provider did not authorize the mailbox (%(error)s). Nothing changed.",
+                error=error,
+            ),
+            "error",
+        )
         return redirect(back, 303)
     try:
         grant = oauth.exchange_code(
             config, request.args["code"], pending["verifier"], pending["redirect_uri"]
         )
-    except (oauth.OAuthFlowError, OAuthTokenError) as exc:
+    except (oauth.OAuthFlowError, oauth.EndpointRefusedError) as exc:
+        db.session.rollback()
+        flash(shown(exc), "error")
+        return redirect(back, 303)
+    except OAuthTokenError as exc:
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(back, 303)
@@ -152,10 +173,13 @@ def callback():
     )
     db.session.commit()
     woken = store.wake(config)
-    waiting = {0: "", 1: " 1 waiting mail is on its way."}.get(
-        woken, f" {woken} waiting mails are on their way."
-    )
-    flash(f"Connected as {grant.connected_as}.{waiting}")
+    connected = _("Connected as %(mailbox)s.", mailbox=grant.connected_as)
+    if woken:
+        waiting = ngettext(
+            "%(num)d waiting mail is on its way.", "%(num)d waiting mails are on their way.", woken
+        )
+        connected = f"{connected} {waiting}"
+    flash(connected)
     return redirect(back, 303)
 
 
@@ -171,10 +195,16 @@ def disconnect(company_id: int | None):
     db.session.commit()
     warning = oauth.revoke_remote(config, refresh) if refresh else None
     told = refresh and config.oauth_revoke_url and not warning
-    revoked = " The provider revoked the authorization." if told else ""
-    flash(f"Disconnected: mail for this mailbox waits until it is authorized again.{revoked}")
+    disconnected = _("Disconnected: mail for this mailbox waits until it is authorized again.")
+    if told:
+        disconnected = f"{disconnected} {_('The provider revoked the authorization.')}"
+    flash(disconnected)
     if warning:
         flash(
-            f"Forgotten here, but the provider could not be told to revoke it: {warning}", "error"
+            _(
+                "Forgotten here, but the provider could not be told to revoke it: %(reason)s",
+                reason=shown(warning),
+            ),
+            "error",
         )
     return navigate(_settings_page(company))

@@ -94,7 +94,7 @@ def test_the_kind_filter_shows_only_that_kind(as_superuser, people, kind):
         add(action, changes)
     page = as_superuser.get(f"{ALL_URL}?kind={kind}").text
     for other, (action, _) in SAMPLES.items():
-        label = ACTIONS[action][0]
+        label = str(ACTIONS[action][0])
         assert (label in page) == (other == kind), (other, label)
 
 

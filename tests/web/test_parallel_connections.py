@@ -13,7 +13,7 @@ from portal.models import AuditEntry
 
 HINT = (
     "How many SMTP connections the worker may open to this server at once. A slow or hanging "
-    "server holds at most these; other companies&#39; mail is not held up."
+    "server holds at most these; other companies' mail is not held up."
 )
 
 
