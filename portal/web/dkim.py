@@ -19,6 +19,7 @@ from portal.web.access import visible_company
 from portal.web.forms import max_length, required, single_line
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 from portal.wire import dnscheck
+from portal.wire.sentence import Sentence
 
 bp = Blueprint("dkim", __name__)
 RESOLVER = "portal.dns_resolver"  # an app may set a DnsResolver here; None: the system's
@@ -54,12 +55,15 @@ class DkimForm(FlaskForm):
     )
 
 
-def said(sentence) -> str:
-    """A DNS check's sentence in the page's language, its words (domains, records) kept."""
-    template = getattr(sentence, "template", None)
-    if template is None:
+def said(sentence: str) -> str:
+    """A DNS check's sentence in the page's language, its words (domains, records) kept.
+
+    A word that is a sentence itself (why an SPF record cannot be evaluated) is translated too;
+    a plain string (a resolver's error) is shown as it came.
+    """
+    if not isinstance(sentence, Sentence):
         return sentence
-    return _(template, **sentence.words)
+    return _(sentence.template, **{name: said(word) for name, word in sentence.words.items()})
 
 
 def check_label(status: str | None) -> str:

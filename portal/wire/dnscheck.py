@@ -24,6 +24,7 @@ from portal.wire.dnsrecords import (
     tag_list,
     with_terms,
 )
+from portal.wire.sentence import N_, Sentence
 from portal.wire.spf import check_host, spf_records
 
 __all__ = [
@@ -34,24 +35,6 @@ __all__ = [
     "Sentence",
     "check_domain",
 ]
-
-
-def N_(text: str) -> str:
-    """Marks a sentence for the catalogs; the page translates it (the wire imports no Flask)."""
-    return text
-
-
-class Sentence(str):
-    """A finding's sentence in English, its template and words kept for the page to translate."""
-
-    template: str
-    words: dict[str, str]
-
-    def __new__(cls, template: str, **words: object) -> "Sentence":
-        kept = {name: str(value) for name, value in words.items()}
-        sentence = super().__new__(cls, template % kept)
-        sentence.template, sentence.words = template, kept
-        return sentence
 
 
 DKIM_OK = N_("The DKIM record at %(name)s matches this key.")
