@@ -218,7 +218,7 @@ def _spf_strength(
     """Covered: "weak" when a server that is no relay passes too, or is left neutral."""
     version = ipaddress.ip_address(addresses[0]).version
     stranger = check_host(_STRANGERS[version], domain, lookups)
-    term = stranger.term or "no all term"
+    term = stranger.term or Sentence(N_("no all term"))
     if stranger.result not in ("pass", "neutral"):
         return Finding("SPF", "ok", record, Sentence(SPF_OK, domain=domain, relay=relay), None)
     template = SPF_ANYONE if stranger.result == "pass" else SPF_NEUTRAL
