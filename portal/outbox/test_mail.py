@@ -9,13 +9,14 @@ from portal.i18n import language_of, speaking
 from portal.models import Company, OutboxMessage, User
 from portal.outbox import intake
 from portal.text import normalize_email
+from portal.wire.sentence import N_
 
-SUBJECT = "Test mail from the portal"  # in English; each mail is written in its asker's language
+SUBJECT = N_("Test mail from the portal")  # English; each mail is in its asker's language
 MSG_RECIPIENT = _l("Enter the address the test mail goes to.")
 
 
 def _subject() -> str:
-    return _("Test mail from the portal")
+    return _(SUBJECT)
 
 
 def _body(company: Company | None, user: User) -> str:
