@@ -1,7 +1,8 @@
 """DKIM keys of a scope: generate, the record to publish, the DNS check, activate, rotate, remove.
 
 The private key is encrypted at rest and leaves this module only decrypted for signing.
-Every change is audited in the scope's history.
+Every change is audited in the scope's history. Its refusals are written in the language of the
+request that asks (English without one): they go straight to the screen, never to storage.
 """
 
 import base64
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal import audit, crypto
@@ -50,13 +52,15 @@ def domain_problem(domain: str) -> str | None:
     """Why this is not a sender domain a key can be made for; None when it is one."""
     labels = domain.split(".")
     if len(domain) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(x) for x in labels):
-        return "Enter a domain name such as example.com."
+        return _("Enter a domain name such as example.com.")
     return None
 
 
 def selector_problem(selector: str) -> str | None:
     if not SELECTOR.match(selector):
-        return "Use letters, digits and hyphens (up to 63), e.g. portal202612."
+        return _(
+            "Use letters, digits and hyphens (up to 63), e.g. %(example)s.", example="portal202612"
+        )
     return None
 
 
@@ -77,9 +81,12 @@ def generate(company: Company | None, domain: str, selector: str, user: User | N
             raise DkimKeyError(field, problem)
     taken = select(DkimKey.id).where(_scope(company), DkimKey.domain == domain)
     if db.session.scalar(taken.where(DkimKey.selector == selector)) is not None:
-        raise DkimKeyError(
-            "selector", f"{domain} has a key with the selector {selector}: choose another."
+        message = _(
+            "%(domain)s has a key with the selector %(selector)s: choose another.",
+            domain=domain,
+            selector=selector,
         )
+        raise DkimKeyError("selector", message)
     private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     pem = private.private_bytes(
         serialization.Encoding.PEM,
@@ -147,7 +154,8 @@ def activate(key: DkimKey, user: User | None, force: bool = False) -> None:
     if key.state == DKIM_ACTIVE:
         return
     if not force and not can_activate(key):
-        raise DkimKeyError("activate", "Check DNS first: the record must be published and match.")
+        message = _("Check DNS first: the record must be published and match.")
+        raise DkimKeyError("activate", message)
     now = utcnow()
     current = db.session.scalars(
         select(DkimKey).where(

@@ -1,6 +1,9 @@
 """The "DKIM signing" section of the Email tab and of the global Mail page."""
 
 from flask import Blueprint, abort, current_app, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import pgettext
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import StringField
@@ -16,6 +19,7 @@ from portal.web.access import visible_company
 from portal.web.forms import max_length, required, single_line
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 from portal.wire import dnscheck
+from portal.wire.sentence import Sentence
 
 bp = Blueprint("dkim", __name__)
 RESOLVER = "portal.dns_resolver"  # an app may set a DnsResolver here; None: the system's
@@ -32,18 +36,46 @@ def _check(problem):
 
 class DkimForm(FlaskForm):
     dkim_domain = StringField(
-        "Sender domain",
+        _l("Sender domain"),
         [
-            required("Enter the domain mail is sent from."),
+            required(_l("Enter the domain mail is sent from.")),
             single_line,
             max_length(253),
             _check(dkim.domain_problem),
         ],
     )
     dkim_selector = StringField(
-        "Selector",
-        [required("Enter a selector."), single_line, max_length(63), _check(dkim.selector_problem)],
+        _l("Selector"),
+        [
+            required(_l("Enter a selector.")),
+            single_line,
+            max_length(63),
+            _check(dkim.selector_problem),
+        ],
     )
+
+
+def said(sentence: str) -> str:
+    """A DNS check's sentence in the page's language, its words (domains, records) kept.
+
+    A word that is a sentence itself (why an SPF record cannot be evaluated) is translated too;
+    a plain string (a resolver's error) is shown as it came.
+    """
+    if not isinstance(sentence, Sentence):
+        return sentence
+    return _(sentence.template, **{name: said(word) for name, word in sentence.words.items()})
+
+
+def check_label(status: str | None) -> str:
+    """A DNS check's verdict ("ok", "missing", ...) named in the page's language."""
+    labels = {
+        "ok": pgettext("DNS check", "ok"),
+        "missing": pgettext("DNS check", "missing"),
+        "mismatch": pgettext("DNS check", "mismatch"),
+        "weak": pgettext("DNS check", "weak"),
+        "error": pgettext("DNS check", "error"),
+    }
+    return labels.get(status or "", status or "")
 
 
 def _scope(company_id: int | None) -> Company | None:
@@ -87,6 +119,8 @@ def section_context(company: Company | None, form: DkimForm | None = None, **ext
         "dkim_record_name": dkim.record_name,
         "dkim_record_value": dkim.record_value,
         "dkim_can_activate": dkim.can_activate,
+        "dkim_said": said,
+        "dkim_check_label": check_label,
         "dkim_url": lambda endpoint, **values: _url(endpoint, company, **values),
         "dkim_findings": extra.get("findings", {}),
         "dkim_errors": extra.get("errors", {}),

@@ -1,10 +1,13 @@
 """Showing a mail on a page: clickable links, sizes and times for people, its HTML fenced off."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from io import BytesIO
 
+from babel.dates import format_datetime
 from flask import Blueprint, make_response, send_file
+from flask_babel import format_decimal, get_locale, ngettext
+from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
 from portal.mime import Attachment
@@ -54,28 +57,34 @@ def linkify(text: str | None) -> Markup:
 
 @bp.app_template_filter("bytes")
 def human_size(size: int | None) -> str:
-    """'5 bytes', '1 byte', '1.2 KB', '3.4 MB' (1 KB = 1024 bytes)."""
+    """'5 bytes', '1 byte', '1.2 KB', '3.4 MB' (1 KB = 1024 bytes), in the page's language."""
     if size is None:
         return "—"
     if size < 1024:
-        return f"{size} byte{'' if size == 1 else 's'}"
-    value = float(size)
-    for unit in ("KB", "MB", "GB"):
-        value /= 1024
-        if value < 1024 or unit == "GB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
+        return ngettext("%(num)d byte", "%(num)d bytes", size)
+    kib = size / 1024
+    if kib < 1024:
+        return _("%(size)s KB", size=format_decimal(kib, "0.0"))
+    if kib < 1024 * 1024:
+        return _("%(size)s MB", size=format_decimal(kib / 1024, "0.0"))
+    return _("%(size)s GB", size=format_decimal(kib / 1024 / 1024, "0.0"))
 
 
 @bp.app_template_filter("moment")
 def moment(value: datetime | None) -> Markup:
-    """A <time> in UTC; app.js shows it in the reader's time zone, the UTC kept in its title."""
+    """A <time> in UTC, written for the page's language; app.js shows it in the reader's time zone.
+
+    The datetime attribute and the title keep the same UTC form in every language: app.js reads
+    the one, and the other is the exact time a reader can quote.
+    """
     if value is None:
         return Markup("—")
     utc = as_utc(value)
-    shown = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return Markup('<time datetime="{0}" title="{1}" data-local>{1}</time>').format(
-        utc.strftime("%Y-%m-%dT%H:%M:%SZ"), shown
+    # Babel's own formatter, told the zone: Flask-Babel's would move it to BABEL_DEFAULT_TIMEZONE.
+    written = format_datetime(utc, "medium", tzinfo=UTC, locale=get_locale() or "en")
+    shown = _("%(moment)s UTC", moment=written)
+    return Markup('<time datetime="{0}" title="{1}" data-local>{2}</time>').format(
+        utc.strftime("%Y-%m-%dT%H:%M:%SZ"), utc.strftime("%Y-%m-%d %H:%M:%S UTC"), shown
     )
 
 

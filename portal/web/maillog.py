@@ -13,13 +13,26 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext, pgettext
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from portal import audit
 from portal.extensions import db
-from portal.models import FINAL_STATUSES, Company, as_utc
+from portal.models import (
+    FINAL_STATUSES,
+    STATUS_DEFERRED,
+    STATUS_FAILED,
+    STATUS_QUEUED,
+    STATUS_SENDING,
+    STATUS_SENT,
+    STATUS_UNKNOWN,
+    Company,
+    as_utc,
+)
 from portal.outbox import dashboard, handoff, queries
 from portal.outbox.queries import STATUSES, CursorError, LogFilter, Page
 from portal.tenancy import ALL, GLOBAL, Scope
@@ -34,10 +47,10 @@ TESTS = "tests"  # the type filter's one value: test mails, and the connection t
 CONNECTION_TESTS_SHOWN = 10
 MAX_IDS = 2 * queries.DEFAULT_PAGE_SIZE  # per resend or poll request
 MAX_SEARCH_CHARS = 200
-MSG_BAD_DATE = "Enter a date as YYYY-MM-DD."
+MSG_BAD_DATE = _l("Enter a date as YYYY-MM-DD.")
 LANE = re.compile(r"[0-9a-f]{64}")  # a lane key (settings.resolution.session_key)
-MSG_BAD_IDS = "Select at least one mail."
-MSG_ONE_TIME_LINK = (
+MSG_BAD_IDS = _l("Select at least one mail.")
+MSG_ONE_TIME_LINK = _l(
     "Mails with a one-time link are never sent again: send a new invitation or reset link."
 )
 
@@ -63,6 +76,23 @@ class Listing:
         return url_for(self.endpoint, **url_args, **filters, **extra)
 
 
+def _status_labels() -> dict[str, str]:
+    return {
+        STATUS_QUEUED: pgettext("mail status", "queued"),
+        STATUS_SENDING: pgettext("mail status", "sending"),
+        STATUS_SENT: pgettext("mail status", "sent"),
+        STATUS_DEFERRED: pgettext("mail status", "deferred"),
+        STATUS_FAILED: pgettext("mail status", "failed"),
+        STATUS_UNKNOWN: pgettext("mail status", "unknown"),
+    }
+
+
+@bp.app_template_filter("status_label")
+def status_label(status: str | None) -> str:
+    """A mail's (or a recipient's, or an attempt's) stored status, named in the page's language."""
+    return _status_labels().get(status or "", status or "")
+
+
 @bp.app_template_filter("utc_time")
 def utc_time(moment: datetime | None) -> str:
     """A stored time shown in UTC, whatever the database session's time zone."""
@@ -75,7 +105,7 @@ def _date(value: str, name: str, errors: dict[str, str]) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        errors[name] = MSG_BAD_DATE
+        errors[name] = str(MSG_BAD_DATE)
         return None
 
 
@@ -86,7 +116,7 @@ def _company_scope(value: str, errors: dict[str, str]) -> Scope:
         return GLOBAL
     if value.isdigit():
         return int(value)
-    errors["company"] = "Choose a company from the list."
+    errors["company"] = _("Choose a company from the list.")
     return ALL
 
 
@@ -100,18 +130,18 @@ def _parse(listing: Listing, args: MultiDict) -> LogFilter:
         listing.scope = _company_scope(listing.values["company"], errors)
     status = listing.values["status"]
     if status and status not in STATUSES:
-        errors["status"] = "Choose a status from the list."
+        errors["status"] = _("Choose a status from the list.")
     since = _date(listing.values["from"], "from", errors)
     until = _date(listing.values["to"], "to", errors)
     if since and until and since > until:
-        errors["to"] = "The end date is before the start date."
+        errors["to"] = _("The end date is before the start date.")
     search = listing.values["q"][:MAX_SEARCH_CHARS]
     lane = listing.values["lane"]
     if lane and not LANE.fullmatch(lane):
-        errors["lane"] = "This server link is broken: open it again from the queue dashboard."
+        errors["lane"] = _("This server link is broken: open it again from the queue dashboard.")
     kind = listing.values["type"]
     if kind and kind != TESTS:
-        errors["type"] = "Choose a type from the list."
+        errors["type"] = _("Choose a type from the list.")
     return LogFilter(
         listing.scope, status or None, since, until, search, lane or None, kind == TESTS
     )
@@ -123,7 +153,7 @@ def _page(listing: Listing, filters: LogFilter, cursor: str) -> Page:
     try:
         return queries.page(filters, cursor or None)
     except CursorError:
-        listing.errors["cursor"] = "This page link is broken: start again from the newest mail."
+        listing.errors["cursor"] = _("This page link is broken: start again from the newest mail.")
         return Page([], None)
 
 
@@ -173,7 +203,7 @@ def _show(listing: Listing, args: MultiDict, notice: str | None = None, problem:
     cursor = args.get("cursor", "")
     page = _page(listing, filters, cursor)
     if problem:
-        listing.errors["ids"] = problem
+        listing.errors["ids"] = str(problem)
     return _render(listing, page, cursor, notice)
 
 
@@ -209,7 +239,7 @@ def detail(message_id: int):
         detail=found,
         message=found.message,
         company=company,
-        one_time_link_note=MSG_ONE_TIME_LINK,
+        one_time_link_note=str(MSG_ONE_TIME_LINK),
     )
 
 
@@ -252,18 +282,26 @@ def _listing_for_form(form: MultiDict) -> Listing:
     return Listing(current_scope(), "maillog.company_log", visible_company(current_scope()))
 
 
+def _numbers(ids) -> str:
+    return ", ".join(f"#{i}" for i in ids)
+
+
 def _resend_notice(outcome: queries.ResendOutcome) -> str:
+    """What a resend did, in sentences of the page's language."""
     count = len(outcome.handoffs)
-    notice = f"{count} mail{'' if count == 1 else 's'} queued again."
+    sentences = [ngettext("%(num)d mail queued again.", "%(num)d mails queued again.", count)]
     if outcome.copies:
-        notice += " " + ", ".join(f"#{old} resent as #{new}" for old, new in outcome.copies) + "."
+        copies = ", ".join(
+            _("#%(old)s resent as #%(new)s", old=old, new=new) for old, new in outcome.copies
+        )
+        sentences.append(copies + ".")
     if outcome.untouched:
-        ids = ", ".join(f"#{i}" for i in outcome.untouched)
-        notice += f" Left alone, still queued or being sent: {ids}."
+        ids = _numbers(outcome.untouched)
+        sentences.append(_("Left alone, still queued or being sent: %(ids)s.", ids=ids))
     if outcome.one_time_links:
-        ids = ", ".join(f"#{i}" for i in outcome.one_time_links)
-        notice += f" {MSG_ONE_TIME_LINK} Not resent: {ids}."
-    return notice
+        ids = _numbers(outcome.one_time_links)
+        sentences += [str(MSG_ONE_TIME_LINK), _("Not resent: %(ids)s.", ids=ids)]
+    return " ".join(sentences)
 
 
 @bp.post("/mail/resend")

@@ -1,6 +1,7 @@
 """The "Send a test mail through the queue" button of the Mail page and the Email tab."""
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from portal import tenancy
@@ -26,7 +27,7 @@ def _refusal(message: str, status: int):
 @bp.errorhandler(429)
 def _too_many(exc):
     limit = getattr(exc, "description", "")
-    return _refusal(f"Too many test mails ({limit}). Try again later.", 429)
+    return _refusal(_("Too many test mails (%(limit)s). Try again later.", limit=limit), 429)
 
 
 def _log_url(message: OutboxMessage) -> str:
@@ -49,7 +50,7 @@ def _send(company: Company | None):
     try:
         message = test_mail.send(company, current_user, request.form.get("queue_recipient", ""))
     except MailValidationError as exc:
-        return _refusal(" ".join(exc.errors.values()), UNPROCESSABLE)
+        return _refusal(" ".join(map(str, exc.errors.values())), UNPROCESSABLE)
     if not is_htmx():
         return redirect(url_for("maillog.detail", message_id=message.id), 303)
     return _panel(message)

@@ -12,6 +12,8 @@ import re
 
 from publicsuffixlist import PublicSuffixList
 
+from portal.wire.sentence import N_, Sentence
+
 
 def organizational_domain(name: str) -> str:
     """The registered domain of name ("example.co.uk" for "mail.example.co.uk")."""
@@ -78,7 +80,7 @@ def relay_label(relay_host: str | None, addresses: list[str]) -> str:
     listed = ", ".join(addresses)
     if relay_host and canonical_address(relay_host) not in addresses:
         return f"{relay_host} ({listed})" if listed else relay_host
-    return listed or "(none)"
+    return listed or Sentence(N_("(none)"))
 
 
 def with_terms(record: str, terms: list[str]) -> str:

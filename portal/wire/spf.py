@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 from portal.wire.dnslookup import AddressResolver, DnsLookupError
+from portal.wire.sentence import N_, Sentence
 
 MAX_LOOKUPS = 10  # include, a, mx, ptr, exists and redirect each count (RFC 7208 4.6.4)
 MAX_VOID_LOOKUPS = 2  # lookups that found nothing
@@ -22,7 +23,7 @@ class SpfResult:
 
     result: str  # pass, fail, softfail, neutral, none, permerror or temperror
     term: str | None = None
-    reason: str = ""
+    reason: str = ""  # a Sentence when this module wrote it, the resolver's words otherwise
 
 
 class SpfPermError(Exception):
@@ -40,7 +41,7 @@ def check_host(address: str, domain: str, resolver: AddressResolver) -> SpfResul
     try:
         return state.check(domain)
     except SpfPermError as exc:
-        return SpfResult("permerror", reason=str(exc))
+        return SpfResult("permerror", reason=exc.args[0] if exc.args else str(exc))
     except DnsLookupError as exc:
         return SpfResult("temperror", reason=str(exc))
 
@@ -56,16 +57,26 @@ class _State:
     def check(self, domain: str) -> SpfResult:
         records = spf_records(self.resolver.txt(domain))
         if not records:
-            return SpfResult("none", reason=f"{domain} has no SPF record")
+            return SpfResult(
+                "none", reason=Sentence(N_("%(domain)s has no SPF record"), domain=domain)
+            )
         if len(records) > 1:
-            raise SpfPermError(f"{domain} publishes {len(records)} SPF records instead of one")
+            raise SpfPermError(
+                Sentence(
+                    N_("%(domain)s publishes %(count)s SPF records instead of one"),
+                    domain=domain,
+                    count=len(records),
+                )
+            )
         redirect = None
         for term in records[0].split()[1:]:
             modifier = _MODIFIER.fullmatch(term)
             if modifier:
                 if modifier[1].lower() == "redirect":
                     if redirect is not None:
-                        raise SpfPermError(f"{domain} has more than one redirect=")
+                        raise SpfPermError(
+                            Sentence(N_("%(domain)s has more than one redirect="), domain=domain)
+                        )
                     redirect = modifier[2]
                 continue
             qualifier = term[0] if term[0] in QUALIFIERS else "+"
@@ -77,13 +88,21 @@ class _State:
         target = self._target(redirect, domain, required=True)
         result = self.check(target)
         if result.result == "none":
-            raise SpfPermError(f"the redirect target {target} has no SPF record")
+            raise SpfPermError(
+                Sentence(N_("the redirect target %(target)s has no SPF record"), target=target)
+            )
         return result
 
     def _matches(self, mechanism: str, domain: str) -> bool:
         parsed = _MECHANISM.fullmatch(mechanism)
         if not parsed:
-            raise SpfPermError(f"{mechanism!r} in the record for {domain} is not an SPF term")
+            raise SpfPermError(
+                Sentence(
+                    N_("%(term)s in the record for %(domain)s is not an SPF term"),
+                    term=repr(mechanism),
+                    domain=domain,
+                )
+            )
         name, arg, cidr4, cidr6 = parsed[1].lower(), parsed[2], parsed[3], parsed[4]
         if name == "all":
             return True
@@ -97,7 +116,13 @@ class _State:
         if name == "mx":
             names = self._void(self.resolver.mx(self._target(arg, domain)))
             if len(names) > MAX_MX_NAMES:
-                raise SpfPermError(f"{domain}'s mx term names more than {MAX_MX_NAMES} servers")
+                raise SpfPermError(
+                    Sentence(
+                        N_("the mx term of %(domain)s names more than %(count)s servers"),
+                        domain=domain,
+                        count=MAX_MX_NAMES,
+                    )
+                )
             found = [a for n in names for a in self.resolver.addresses(n)]
             return self._near(found, cidr4, cidr6)
         if name == "exists":
@@ -105,27 +130,53 @@ class _State:
             return any(":" not in a for a in found)  # an A record, of any address
         if name == "ptr":
             return False  # deprecated (RFC 7208 5.5): receivers should not rely on it either
-        raise SpfPermError(f"unknown SPF mechanism {name!r} in the record for {domain}")
+        raise SpfPermError(
+            Sentence(
+                N_("unknown SPF mechanism %(name)s in the record for %(domain)s"),
+                name=repr(name),
+                domain=domain,
+            )
+        )
 
     def _include(self, target: str) -> bool:
         result = self.check(target)
         if result.result == "none":
-            raise SpfPermError(f"the included domain {target} has no SPF record")
+            raise SpfPermError(
+                Sentence(N_("the included domain %(target)s has no SPF record"), target=target)
+            )
         return result.result == "pass"
 
     def _in_network(self, arg: str | None, cidr: str | None, name: str, domain: str) -> bool:
         try:
             network = ipaddress.ip_network(f"{arg}/{cidr}" if cidr else str(arg), strict=False)
         except ValueError:
-            raise SpfPermError(f"{name}:{arg} in the record for {domain} is not valid") from None
+            raise SpfPermError(
+                Sentence(
+                    N_("%(term)s in the record for %(domain)s is not valid"),
+                    term=f"{name}:{arg}",
+                    domain=domain,
+                )
+            ) from None
         if network.version != int(name[-1]):
-            raise SpfPermError(f"{name}:{arg} in the record for {domain} is the wrong family")
+            raise SpfPermError(
+                Sentence(
+                    N_("%(term)s in the record for %(domain)s is the wrong family"),
+                    term=f"{name}:{arg}",
+                    domain=domain,
+                )
+            )
         return self.ip.version == network.version and self.ip in network
 
     def _near(self, addresses: list[str], cidr4: str | None, cidr6: str | None) -> bool:
         prefix = cidr4 if self.ip.version == 4 else cidr6
         if prefix and int(prefix) > self.ip.max_prefixlen:
-            raise SpfPermError(f"/{prefix} is not a prefix length for IPv{self.ip.version}")
+            raise SpfPermError(
+                Sentence(
+                    N_("/%(prefix)s is not a prefix length for IPv%(version)s"),
+                    prefix=prefix,
+                    version=self.ip.version,
+                )
+            )
         for address in map(ipaddress.ip_address, addresses):
             bits = int(prefix) if prefix else address.max_prefixlen
             if address.version == self.ip.version and self.ip in ipaddress.ip_network(
@@ -138,7 +189,11 @@ class _State:
         self.lookups += 1
         if self.lookups > MAX_LOOKUPS:
             raise SpfPermError(
-                f"SPF for {self.sender_domain} needs more than {MAX_LOOKUPS} lookups"
+                Sentence(
+                    N_("SPF for %(domain)s needs more than %(count)s lookups"),
+                    domain=self.sender_domain,
+                    count=MAX_LOOKUPS,
+                )
             )
 
     def _addresses(self, name: str) -> list[str]:
@@ -148,15 +203,30 @@ class _State:
         if not answers:
             self.voids += 1
             if self.voids > MAX_VOID_LOOKUPS:
-                raise SpfPermError(f"SPF for {self.sender_domain} names domains that do not exist")
+                raise SpfPermError(
+                    Sentence(
+                        N_("SPF for %(domain)s names domains that do not exist"),
+                        domain=self.sender_domain,
+                    )
+                )
         return answers
 
     def _target(self, spec: str | None, domain: str, *, required: bool = False) -> str:
         if not spec:
             if required:
-                raise SpfPermError(f"a term in the record for {domain} lacks its domain")
+                raise SpfPermError(
+                    Sentence(
+                        N_("a term in the record for %(domain)s lacks its domain"), domain=domain
+                    )
+                )
             return domain
         return _expand(spec, self, domain).rstrip(".")
+
+
+def _bad_macro(spec: str, domain: str) -> Sentence:
+    return Sentence(
+        N_("%(spec)s in the record for %(domain)s has a bad macro"), spec=repr(spec), domain=domain
+    )
 
 
 def _expand(spec: str, state: _State, domain: str) -> str:
@@ -178,11 +248,11 @@ def _expand(spec: str, state: _State, domain: str) -> str:
         if macro[1] is None:
             literal = {"%": "%", "_": " ", "-": "%20"}.get(macro[5] or "")
             if literal is None:
-                raise SpfPermError(f"{spec!r} in the record for {domain} has a bad macro")
+                raise SpfPermError(_bad_macro(spec, domain))
             return literal
         value = values.get(macro[1].lower())
         if value is None or macro[2] == "0":
-            raise SpfPermError(f"{spec!r} in the record for {domain} has a bad macro")
+            raise SpfPermError(_bad_macro(spec, domain))
         parts = re.split("[" + re.escape(macro[4] or ".") + "]", value)
         if macro[3]:
             parts.reverse()

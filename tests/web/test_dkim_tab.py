@@ -277,3 +277,33 @@ def test_the_private_key_appears_in_no_page_response_log_job_or_outbox_row(
         wakeup is not None
         and wakeup["data"].decode() == db.session.get(OutboxMessage, message.id).lane
     )
+
+
+def test_a_polish_admin_reads_the_section_and_the_dns_check_in_polish(as_superuser, people, dns):
+    people.superuser.language = "pl"
+    db.session.commit()
+    configure(host="203.0.113.7")  # the relay SPF is checked against
+    dns.publish("example.com", "v=spf1 bogus -all")
+    made = generate(as_superuser, "example.com", "s1")
+    (key_id,) = shown_records(made.text)
+    assert "<h2>Podpisywanie DKIM</h2>" in made.text
+    assert ">Wygeneruj klucz</button>" in made.text and ">Sprawdź DNS</button>" in made.text
+    assert "nowy: jeszcze nie znaleziono w DNS" in made.text
+    assert "Domena nadawcy" in made.text  # the form's label
+
+    checked = as_superuser.post(f"{dkim_base()}/{key_id}/check", {}, htmx=True)
+    name, value = shown_records(made.text)[key_id]
+    assert f"<strong>DKIM: brak</strong> Brak rekordu DKIM pod {name}: opublikuj" in checked.text
+    assert f"Opublikuj rekord TXT pod {name} z wartością „{value}”." in checked.text
+    assert (
+        "Nie można ocenić SPF domeny example.com (nieznany mechanizm SPF &#39;bogus&#39; "
+        "w rekordzie domeny example.com): popraw rekord."
+    ) in checked.text  # the reason inside the sentence is translated too
+    assert "sprawdzono <time" in checked.text  # the verdict kept on the key, dated
+    assert 'data-record="DKIM"' in checked.text  # what the page and its tests read stays as is
+    refused = as_superuser.post(f"{dkim_base()}/{key_id}/activate", {}, htmx=True)
+    assert FIELD_ERROR.findall(refused.text) == [
+        "Najpierw sprawdź DNS: rekord musi być opublikowany i zgodny."
+    ]
+    taken = generate(as_superuser, "example.com", "s1")
+    assert "Domena example.com ma już klucz z selektorem s1: wybierz inny." in taken.text

@@ -604,3 +604,83 @@ def test_recipients_in_the_list_wrap_between_addresses_only(as_acme, people):
         '<span class="address">first.person@example.org</span>, '
         '<span class="address">second.person@example.org</span>'
     ) in page
+
+
+# --- in the reader's language ---
+
+DEC_4 = datetime(2026, 12, 4, 9, 30, 5, tzinfo=UTC)
+IN_LANGUAGE = {
+    "pt_BR": {
+        "title": "Acme Ltd · Registro de e-mails",
+        "headings": ["<th>Na fila desde</th>", "<th>Assunto</th>", "<th>Tentativas</th>"],
+        "sent": "enviado",
+        "failed": "falhou",
+        "date": "4 de dez. de 2026 09:30:05 UTC",
+        "detail": ["<h2>Tentativas de entrega</h2>", "<dt>Remetente do envelope</dt>"],
+        "status": "<dt>Status</dt>",
+        "bytes": r"\d+ bytes",
+        "back": "← Registro de e-mails de Acme Ltd",
+    },
+    "cs": {
+        "title": "Acme Ltd · Protokol e-mailů",
+        "headings": ["<th>Zařazeno do fronty</th>", "<th>Předmět</th>", "<th>Pokusy</th>"],
+        "sent": "odesláno",
+        "failed": "selhalo",
+        "date": "4. 12. 2026 9:30:05 UTC",
+        "detail": ["<h2>Pokusy o doručení</h2>", "<dt>Odesílatel obálky</dt>"],
+        "status": "<dt>Stav</dt>",
+        "bytes": r"\d+ bajtů",
+        "back": "← Protokol e-mailů společnosti Acme Ltd",
+    },
+}
+
+
+@pytest.fixture(params=sorted(IN_LANGUAGE))
+def speaking_acme(request, as_acme, people):
+    """Acme's admin, who chose one of the portal's languages; what the pages should say."""
+    people.acme_admin.language = request.param
+    db.session.commit()
+    return as_acme, IN_LANGUAGE[request.param]
+
+
+def test_the_list_is_written_in_the_readers_language_its_filter_values_unchanged(
+    speaking_acme, people
+):
+    client, words = speaking_acme
+    mail = add_mail(people.acme, "Fatura", status="sent", created_at=DEC_4, attempts=1)
+    page = client.get(f"/companies/{people.acme.id}/mail?status=sent").text
+    assert f"<title>{words['title']}" in page
+    assert all(heading in page for heading in words["headings"])
+    assert f'<option value="sent" selected>{words["sent"]}</option>' in page
+    assert f'<option value="failed">{words["failed"]}</option>' in page
+    row = re.search(rf'<tr id="mail-row-{mail.id}".*?</tr>', page, re.S).group(0)
+    assert f'<span class="status status-sent">{words["sent"]}</span>' in row
+    assert (
+        '<time datetime="2026-12-04T09:30:05Z" title="2026-12-04 09:30:05 UTC" data-local>'
+        f"{words['date']}</time>"
+    ) in row
+
+
+def test_the_detail_is_written_in_the_readers_language(speaking_acme, people):
+    client, words = speaking_acme
+    mail = add_mail(people.acme, "Fatura", status="failed", created_at=DEC_4, attempts=1)
+    page = client.get(f"/mail/{mail.id}").text
+    assert all(label in page for label in words["detail"]) and words["back"] in page
+    assert (
+        f'{words["status"]}<dd><span class="status status-failed">{words["failed"]}</span>' in page
+    )
+    assert f"data-local>{words['date']}</time>" in page
+    assert re.search(rf"<dd>{words['bytes']}</dd>", page)
+
+
+def test_a_resend_notice_is_written_in_the_readers_language(as_acme, people):
+    people.acme_admin.language = "cs"
+    db.session.commit()
+    busy = add_mail(people.acme, status="queued")
+    notice = resend(as_acme, busy.id).text
+    assert (
+        "0 e-mailů bylo znovu zařazeno do fronty. "
+        f"Ponechány beze změny, stále ve frontě nebo se odesílají: #{busy.id}."
+    ) in notice
+    refused = as_acme.post("/mail/resend", {"ids": ""}, htmx=True)
+    assert refused.status_code == 422 and "Vyberte alespoň jeden e-mail." in refused.text

@@ -80,11 +80,46 @@ def test_an_inheriting_company_queues_with_the_global_settings_in_its_own_log(
     assert f"mail-row-{mail.id}" not in as_globex.get(log_url(people.globex)).text
 
 
+def test_a_portuguese_admins_test_mail_arrives_written_in_portuguese(
+    workers, as_acme, people, server
+):
+    people.acme_admin.language = "pt_BR"
+    db.session.commit()
+    configure(people.acme, port=server.port, sender_address="mail@acme.example.com")
+    workers.start()
+    answer = as_acme.post(send_url(people.acme), {"queue_recipient": "ops@example.org"}, htmx=True)
+    assert answer.status_code == 200, answer.text
+    assert "<p>E-mail de teste <a href=" in answer.text and "para ops@example.org:" in answer.text
+    assert "Ver no registro de e-mails" in answer.text
+    mail_id = int(MAIL_LINK.search(answer.text).group(1))
+    wait_until_final(1)
+
+    [arrived] = server.handler.messages
+    parsed = email.message_from_bytes(arrived.data, policy=policy.default)
+    assert parsed["Subject"] == "E-mail de teste do portal"
+    assert parsed.get_content().splitlines() == [
+        "admin colocou este e-mail de teste na fila de saída do portal.",
+        "Ele foi enviado por um worker com as configurações de e-mail de Acme Ltd em vigor, "
+        "como qualquer outro e-mail.",
+    ]
+    status = as_acme.get(f"/mail/{mail_id}/test-status", htmx=True).text
+    assert '<span class="status status-sent">enviado</span>' in status
+
+
+def test_a_refusal_is_written_in_the_admins_language(as_acme, people):
+    people.acme_admin.language = "cs"
+    db.session.commit()
+    configure(people.acme, port=2525)
+    answer = as_acme.post(send_url(people.acme), {"queue_recipient": "ops@"}, htmx=True)
+    assert answer.status_code == 422
+    assert "Zadejte adresu, na kterou má testovací e-mail odejít." in answer.text
+
+
 @pytest.mark.parametrize("recipient", ["", "not an address", "ops@"])
 def test_a_bad_recipient_is_refused_and_nothing_is_queued(as_superuser, people, recipient):
     configure(port=2525)
     answer = as_superuser.post(send_url(), {"queue_recipient": recipient}, htmx=True)
-    assert answer.status_code == 422 and MSG_RECIPIENT in answer.text
+    assert answer.status_code == 422 and str(MSG_RECIPIENT) in answer.text
     assert stored_mails() == [] and audit_count("mail_settings.test_mail") == 0
 
 

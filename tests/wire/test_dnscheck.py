@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from support.dns_server import dns_server, silent_dns_server
 
 from portal.wire import dnscheck
-from portal.wire.dnscheck import DnsPythonResolver, Finding, check_domain
+from portal.wire.dnscheck import DnsPythonResolver, Finding, Sentence, check_domain
 
 DOMAIN = "example.com"
 SELECTOR = "portal202612"
@@ -69,7 +69,7 @@ def test_a_published_key_that_matches_is_ok_and_shows_the_record_joined(zone, ke
     dkim = check(zone, key)["DKIM"]
 
     assert (dkim.status, dkim.found, dkim.advice) == ("ok", record, None)
-    assert dkim.message == dnscheck.DKIM_OK.format(name=DKIM_NAME)
+    assert dkim.message == Sentence(dnscheck.DKIM_OK, name=DKIM_NAME)
     assert len(record) > 255  # published as several strings, joined again
 
 
@@ -140,7 +140,7 @@ def test_a_published_record_that_is_not_this_key_is_a_mismatch(
     dkim = check(zone, key)["DKIM"]
 
     assert (dkim.status, dkim.found) == ("mismatch", record)
-    assert dkim.message == template.format(name=DKIM_NAME, selector=SELECTOR)
+    assert dkim.message == Sentence(template, name=DKIM_NAME, selector=SELECTOR)
     assert f"p={key}" in dkim.advice
 
 
@@ -163,7 +163,7 @@ def test_without_a_generated_key_nothing_is_looked_up_for_dkim(zone):
     dkim = check(zone, None, selector=None)["DKIM"]
 
     assert (dkim.status, dkim.found) == ("missing", None)
-    assert dkim.message == dnscheck.DKIM_NO_KEY.format(domain=DOMAIN)
+    assert dkim.message == Sentence(dnscheck.DKIM_NO_KEY, domain=DOMAIN)
     assert not [name for name, _ in zone.asked if "_domainkey" in name]
 
 
@@ -260,7 +260,7 @@ def test_no_spf_record_is_missing_and_suggests_one_for_the_relay(zone, key):
     spf = check(zone, key)["SPF"]
 
     assert (spf.status, spf.found) == ("missing", None)
-    assert spf.message == dnscheck.SPF_MISSING.format(domain=DOMAIN, relay=RELAY_LABEL)
+    assert spf.message == Sentence(dnscheck.SPF_MISSING, domain=DOMAIN, relay=RELAY_LABEL)
     assert '"v=spf1 ip4:203.0.113.7 ~all"' in spf.advice
 
 
@@ -293,7 +293,7 @@ def test_spf_that_lets_other_servers_pass_or_stay_neutral_is_weak(
     spf = check(zone, key)["SPF"]
 
     assert (spf.status, spf.found) == ("weak", record)
-    assert spf.message == template.format(domain=DOMAIN, term=term)
+    assert spf.message == Sentence(template, domain=DOMAIN, term=term)
     assert advised in spf.advice
 
 
@@ -349,7 +349,7 @@ def test_spf_that_cannot_be_evaluated_says_why(zone, key, records, template, sta
     spf = check(zone, key)["SPF"]
 
     assert spf.status == status
-    prefix = template.split("{reason}")[0].format(domain=DOMAIN, count=2)
+    prefix = template.split("%(reason)s")[0] % {"domain": DOMAIN, "count": 2}
     assert spf.message.startswith(prefix.split("(")[0])
 
 
@@ -359,7 +359,7 @@ def test_spf_without_a_relay_to_check_against_is_not_judged(zone, key):
     spf = check(zone, key, relay_host=None)["SPF"]
 
     assert (spf.status, spf.found) == ("error", "v=spf1 -all")
-    assert spf.message == dnscheck.SPF_NO_RELAY.format(domain=DOMAIN)
+    assert spf.message == Sentence(dnscheck.SPF_NO_RELAY, domain=DOMAIN)
 
 
 def test_a_relay_that_does_not_resolve_is_reported_as_such(zone, key):
@@ -368,7 +368,9 @@ def test_a_relay_that_does_not_resolve_is_reported_as_such(zone, key):
     spf = check(zone, key, relay_host="gone.relay.example")["SPF"]
 
     assert spf.status == "error"
-    assert spf.message == dnscheck.SPF_UNRESOLVED.format(domain=DOMAIN, relay="gone.relay.example")
+    assert spf.message == Sentence(
+        dnscheck.SPF_UNRESOLVED, domain=DOMAIN, relay="gone.relay.example"
+    )
 
 
 # DMARC
@@ -409,7 +411,7 @@ def test_dmarc_verdicts(zone, key, from_domain, record, status, template):
     assert (dmarc.status, dmarc.found) == (status, record)
     policy = record.split("p=")[1].split(";")[0]
     words = {"owner": from_domain, "from_domain": from_domain, "domain": DOMAIN, "policy": policy}
-    assert dmarc.message == template.format(**words, name=f"_dmarc.{from_domain}")
+    assert dmarc.message == Sentence(template, **words, name=f"_dmarc.{from_domain}")
     assert (dmarc.advice is None) == (status == "ok" or template is dnscheck.DMARC_INVALID)
 
 
