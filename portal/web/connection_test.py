@@ -8,6 +8,7 @@ import re
 import time
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from portal import audit
@@ -22,8 +23,12 @@ from portal.web.access import superuser_required, visible_company
 from portal.web.company_form import company_form
 from portal.web.forms import GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE, swapped_on_error
+from portal.web.test_texts import said, test_outcome
 
 bp = Blueprint("connection_test", __name__)
+# The panel and the connection-test history translate the stored English texts when shown.
+bp.add_app_template_global(said)
+bp.add_app_template_global(test_outcome)
 # A connection test opens one connection: how many the worker may open neither blocks nor
 # changes it, so a test runs whatever this field holds (and with the value in force).
 NOT_TESTED = ("max_sessions",)
@@ -44,14 +49,18 @@ def limit_text(limit: str) -> str:
 
 
 def render_test_refusal(message: str, status: int):
-    """The test panel saying why no test ran (bad input, a test running, too many tests)."""
+    """The test panel saying why no test ran (bad input, a test running, too many tests).
+
+    `message` is in the page's language already.
+    """
     return swapped_on_error(render_template("mail/_test_result.html", refusal=message), status)
 
 
 @bp.errorhandler(429)
 def _too_many_tests(exc):
     limit = limit_text(getattr(exc, "description", ""))
-    return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)
+    message = _("Too many connection tests (%(limit)s). Try again later.", limit=limit)
+    return render_test_refusal(message, 429)
 
 
 def _start(form, saved: MailConfig | None, company: Company | None):
@@ -60,7 +69,8 @@ def _start(form, saved: MailConfig | None, company: Company | None):
     if bad:
         # The security rule's reason is the whole point of the refusal: say it here too.
         reasons = "".join(f" {error}" for error in form.security.errors)
-        return render_test_refusal(f"Correct these fields first: {bad}.{reasons}", UNPROCESSABLE)
+        message = _("Correct these fields first: %(fields)s.", fields=bad) + reasons
+        return render_test_refusal(message, UNPROCESSABLE)
     recipient = request.form.get("test_recipient", "")
     values, typed = form_values(form), form.password.data or ""
     # The certificates pasted or uploaded count, saved or not; Remove tests without the saved ones.
@@ -70,7 +80,7 @@ def _start(form, saved: MailConfig | None, company: Company | None):
     try:
         test_id = connection_jobs.start(values, typed, saved, company, current_user, recipient)
     except TestRefusedError as exc:
-        return render_test_refusal(exc.message, exc.status)
+        return render_test_refusal(said(exc.text, exc.params or None), exc.status)
     return _panel(test_id, company)
 
 
@@ -95,11 +105,11 @@ def _panel(test_id: str, company: Company | None, *, cancelled: bool = False):
         context.update(
             steps=progress.shown_steps(state["steps"]),
             elapsed=time.time() - began,
-            waiting=connection_jobs.waiting(state),
+            waiting=_said_or_none(connection_jobs.waiting(state)),
             cancelling=cancelled or connection_jobs.cancel_asked(test_id),
         )
     elif state["refusal"]:
-        context["refusal"] = state["refusal"]
+        context["refusal"] = said(state["refusal"], state.get("refusal_params"))
     else:
         context.update(
             result=progress.shown_result(state),
@@ -108,6 +118,10 @@ def _panel(test_id: str, company: Company | None, *, cancelled: bool = False):
             history=audit.recent(company),
         )
     return render_template("mail/_test_result.html", **context)
+
+
+def _said_or_none(text: str | None) -> str | None:
+    return said(text) if text else None
 
 
 @bp.post("/settings/mail/test")
