@@ -1,4 +1,4 @@
-"""The language each page and mail is written in: the user's, the company's, the browser's, else English."""
+"""The language of each page and mail: the user's, the company's, the browser's, else English."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +30,7 @@ def known(code: str | None) -> str | None:
 
 
 def language_of(user) -> str:
-    """The language to write to a user in without a browser: theirs, their company's, else English."""
+    """The language to write to a user in without a browser: theirs, their company's, or English."""
     if user is None:
         return DEFAULT_LANGUAGE
     company = getattr(user, "company", None)

@@ -1,7 +1,6 @@
-"""Every English string of the portal is translated, correctly formed, in every language's catalog."""
+"""Every English string of the portal is translated, well formed, in every language's catalog."""
 
 import pytest
-
 from support import catalogs
 
 

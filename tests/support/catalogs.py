@@ -1,4 +1,4 @@
-"""The translation catalogs as the tests see them: compiled before a page renders, checked for gaps."""
+"""The translation catalogs as the tests see them: compiled before a page renders, checked."""
 
 import subprocess
 import sys
@@ -35,8 +35,23 @@ def extract(into: Path):
     """The English source strings, extracted as `make messages` does."""
     pot = into / "messages.pot"
     subprocess.run(
-        [Path(sys.executable).parent / "pybabel", "--quiet", "extract", "-F", "babel.cfg",
-         "-k", "lazy_gettext", "-k", "_l", "-k", "N_", "--no-location", "-o", str(pot), "."],
+        [
+            Path(sys.executable).parent / "pybabel",
+            "--quiet",
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "lazy_gettext",
+            "-k",
+            "_l",
+            "-k",
+            "N_",
+            "--no-location",
+            "-o",
+            str(pot),
+            ".",
+        ],
         cwd=ROOT,
         check=True,
     )
