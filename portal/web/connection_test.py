@@ -9,6 +9,7 @@ import time
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from portal import audit
@@ -43,9 +44,37 @@ def _counted(response) -> bool:
     return response.status_code != UNPROCESSABLE
 
 
+# Flask-Limiter's words for a limit ("10 per 10 minute"), each period a whole phrase to translate.
+LIMIT = re.compile(r"(\d+) per (?:(\d+) )?(second|minute|hour|day|month|year)s?")
+PERIODS = {
+    "second": lambda n, a: ngettext(
+        "%(amount)s per %(num)d second", "%(amount)s per %(num)d seconds", n, amount=a
+    ),
+    "minute": lambda n, a: ngettext(
+        "%(amount)s per %(num)d minute", "%(amount)s per %(num)d minutes", n, amount=a
+    ),
+    "hour": lambda n, a: ngettext(
+        "%(amount)s per %(num)d hour", "%(amount)s per %(num)d hours", n, amount=a
+    ),
+    "day": lambda n, a: ngettext(
+        "%(amount)s per %(num)d day", "%(amount)s per %(num)d days", n, amount=a
+    ),
+    "month": lambda n, a: ngettext(
+        "%(amount)s per %(num)d month", "%(amount)s per %(num)d months", n, amount=a
+    ),
+    "year": lambda n, a: ngettext(
+        "%(amount)s per %(num)d year", "%(amount)s per %(num)d years", n, amount=a
+    ),
+}
+
+
 def limit_text(limit: str) -> str:
-    """'10 per 10 minutes' for Flask-Limiter's '10 per 10 minute'."""
-    return re.sub(r"\b(per (?!1 )\d+ (second|minute|hour|day|month|year))\b", r"\1s", limit)
+    """'10 per 10 minutes' for Flask-Limiter's '10 per 10 minute', in the page's language."""
+    found = LIMIT.fullmatch(limit.strip())
+    if found is None:
+        return limit
+    amount, count, unit = found.groups()
+    return PERIODS[unit](int(count or 1), amount)
 
 
 def render_test_refusal(message: str, status: int):
