@@ -22,14 +22,14 @@ from portal.settings.resolution import global_config
 from portal.settings.saving import ca_choice, form_values
 from portal.web.access import superuser_required, visible_company
 from portal.web.company_form import company_form
+from portal.web.connection_texts import said, said_outcome
 from portal.web.forms import GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE, swapped_on_error
-from portal.web.test_texts import said, test_outcome
 
 bp = Blueprint("connection_test", __name__)
 # The panel and the connection-test history translate the stored English texts when shown.
 bp.add_app_template_global(said)
-bp.add_app_template_global(test_outcome)
+bp.add_app_template_global(said_outcome)
 # A connection test opens one connection: how many the worker may open neither blocks nor
 # changes it, so a test runs whatever this field holds (and with the value in force).
 NOT_TESTED = ("max_sessions",)

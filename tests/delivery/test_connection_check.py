@@ -947,3 +947,23 @@ def test_a_test_stored_before_its_values_were_kept_apart_still_reads_translated(
     )
     assert step_label(response.text, "connect") == "Połączenie"
     assert step_details(response.text, "connect").endswith("Something only the server says")
+
+
+def test_the_test_mail_is_written_in_the_language_of_the_user_who_tests(as_acme, people, server):
+    people.acme_admin.language = "ro"
+    db.session.commit()
+    form = company_data(host=HOST, port=str(server.port), security="none", timeout_seconds="10")
+    response = finished_panel(
+        as_acme, company_test(people.acme), {**form, "test_recipient": RECIPIENT}, htmx=False
+    )
+
+    assert diagnosis(response.text).startswith("Conexiunea funcționează.")
+    assert "Testul a durat 0," in response.text  # the decimal comma of Romanian
+    assert '<html lang="ro">' in as_acme.get(f"/companies/{people.acme.id}/email").text
+    mail = arrived_mail(server.handler)
+    assert mail["Subject"] == "E-mail de test de la portalul de e-mail"
+    body = mail.get_content().replace("\r\n", "\n")
+    assert body.startswith(
+        "Acesta este un e-mail de test trimis de admin din setările de e-mail ale companiei "
+        "Acme Ltd.\n\nSetări testate: 127.0.0.1, portul"
+    )

@@ -44,7 +44,7 @@ def recognized(text: str) -> str:
     return text
 
 
-def test_outcome(text: str) -> str:
+def said_outcome(text: str) -> str:
     """An audit row's result ("failed at Authentication: The server refused ...") translated."""
     for template in (OUTCOME_FAILED, OUTCOME_CANCELLED):
         found = _pattern(template).fullmatch(text)
