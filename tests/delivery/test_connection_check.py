@@ -879,6 +879,7 @@ def test_a_refused_password_is_diagnosed_in_the_language_the_user_chose(
     assert failed_step(response.text) == "auth"
     assert step_label(response.text, "auth") == "Autenticação"
     assert step_label(response.text, "ehlo") == "EHLO"  # the protocol's own word
+    assert "Não assinado: nenhuma chave DKIM ativa para example.com." in response.text
     # What is stored stays English: the history translates it for each reader.
     assert audited_tests()[-1].changes["result"] == (
         "failed at Authentication: The server refused the user name or password."
