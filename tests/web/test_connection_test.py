@@ -118,13 +118,13 @@ def test_the_history_of_connection_tests_reads_in_the_users_language(as_superuse
     shown = connection_tests_section(as_superuser.get("/mail?type=tests").text)
 
     assert shown.startswith("Testes de conexão")
-    assert "falhou em Autenticação: O servidor recusou o nome de usuário ou a senha." in shown
+    assert "falha em Autenticação: O servidor recusou o nome de usuário ou a senha." in shown
     assert (
-        "falhou em Conectar: Conexão recusada: nada aceita conexões em smtp.acme.example.com "
+        "falha em Conectar: Conexão recusada: nada aceita conexões em smtp.acme.example.com "
         "na porta 2525." in shown
     )
     assert "cancelado em Saudação do servidor" in shown
-    assert "concluído com sucesso" in shown
+    assert ": sucesso" in shown
     assert "Delivered somewhere only this row knows" in shown  # not recognized: as stored
     assert "smtp.acme.example.com:2525" in shown
     db.session.expire_all()
