@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask, has_request_context, request
-from flask_babel import Babel, force_locale
+from flask_babel import Babel, force_locale, get_locale
 from flask_login import current_user
 
 # The order of a language picker; the names are written in their own language on purpose.
@@ -60,6 +60,11 @@ def select_locale() -> str:
     return DEFAULT_LANGUAGE
 
 
+def page_language() -> str:
+    """The page's language as <html lang> wants it: BCP 47 ("pt-BR"), not a locale name."""
+    return str(get_locale() or DEFAULT_LANGUAGE).replace("_", "-")
+
+
 @contextmanager
 def speaking(code: str) -> Iterator[None]:
     """Render what is inside in one language (a system mail to its recipient)."""
@@ -74,4 +79,4 @@ def init_app(app: Flask) -> None:
         default_translation_directories=str(TRANSLATIONS),
         locale_selector=select_locale,
     )
-    app.jinja_env.globals.update(LANGUAGES=LANGUAGES)
+    app.jinja_env.globals.update(LANGUAGES=LANGUAGES, page_language=page_language)

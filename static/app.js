@@ -1,3 +1,23 @@
+// The texts this script writes, in the page's language: the server renders them translated
+// into the JSON block #page-says (templates/_says.html); the English ones stand in without it.
+const PAGE_SAYS = (() => {
+  const block = document.getElementById("page-says");
+  try {
+    return block ? JSON.parse(block.textContent) : {};
+  } catch (_) {
+    return {};
+  }
+})();
+const WORDS = {
+  waitSeconds: "Wait {seconds} s and try again.",
+  logInAgain: "Log in again (new tab)",
+  refreshKeep: "Refresh and keep my changes",
+  tryAgain: "Try again",
+  nothingSaved: "Nothing was saved: correct the fields marked below.",
+  correctFields: "Correct the fields marked below.",
+  copied: "Copied",
+  ...(PAGE_SAYS.words || {}),
+};
 // Choosing a security mode suggests its usual port, unless the admin typed one.
 document.addEventListener("input", (event) => {
   if (event.target.name === "port") event.target.dataset.typed = "1";
@@ -35,7 +55,7 @@ document.addEventListener("click", (event) => {
   if (!source || !navigator.clipboard) return;
   navigator.clipboard.writeText(source.textContent.trim()).then(() => {
     button.dataset.copied = "1";
-    button.textContent = "Copied";
+    button.textContent = WORDS.copied;
   });
 });
 // A live part marked data-pause-hidden does not poll while its tab is hidden; it refreshes
@@ -65,6 +85,9 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     network: ["The portal could not be reached.", "Check your connection. What you typed is still here: try again once you are back online."],
     timeout: ["The portal did not answer in time.", "What you typed is still here. Try again; if it keeps happening, tell your administrator."],
   };
+  Object.entries(PAGE_SAYS.says || {}).forEach(([kind, said]) => {
+    if (Array.isArray(said) && said.length === 2) SAYS[kind] = said;
+  });
   const RETRIED = new Set(["expired", "signedOut", 429, 500, "unavailable", "network", "timeout"]);
   const boxes = new WeakMap(); // element that sent a request -> its message
   const senders = new WeakMap(); // message -> {elt, type}: how to send the request again
@@ -101,7 +124,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     const head = document.createElement("strong");
     head.textContent = what;
     const text = document.createElement("p");
-    text.append(head, " ", wait ? `Wait ${wait} s and try again.` : todo);
+    text.append(head, " ", wait ? WORDS.waitSeconds.replace("{seconds}", wait) : todo);
     box.dataset.kind = String(kind);
     box.replaceChildren(text);
     if (kind === "signedOut") {
@@ -109,7 +132,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
       login.href = region() ? region().dataset.loginUrl : "/login";
       login.target = "_blank";
       login.rel = "noopener";
-      login.textContent = "Log in again (new tab)";
+      login.textContent = WORDS.logInAgain;
       box.append(login, " ");
     }
     if (RETRIED.has(kind)) {
@@ -117,7 +140,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
       again.type = "button";
       again.className = kind === "expired" ? "primary" : "secondary";
       again.dataset.sendAgain = kind === "expired" || kind === "signedOut" ? "refresh" : "retry";
-      again.textContent = kind === "expired" ? "Refresh and keep my changes" : "Try again";
+      again.textContent = kind === "expired" ? WORDS.refreshKeep : WORDS.tryAgain;
       box.append(again);
     }
   }
@@ -223,7 +246,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
       const line = document.createElement("p");
       const saves = form.hasAttribute("hx-post"); // a settings form; a plain one logs in or sets a password
       line.textContent = summary ? summary.textContent.trim()
-        : `${saves ? "Nothing was saved: correct" : "Correct"} the fields marked below.`;
+        : (saves ? WORDS.nothingSaved : WORDS.correctFields);
       box.append(line);
       if (summary) summary.replaceWith(box);
       else place(form, box);

@@ -5,8 +5,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from email_validator import EmailNotValidError
+from flask_babel import gettext
 
-from portal import audit, crypto, metrics
+from portal import audit, crypto, i18n, metrics
 from portal.delivery import smtp_config
 from portal.delivery.signing import Signer
 from portal.exceptions import MailValidationError
@@ -17,16 +18,23 @@ from portal.settings import resolution
 from portal.settings.saving import grant_moved, password_problem, uses_oauth
 from portal.text import normalize_email
 from portal.wire import probe
+from portal.wire.diagnosis import filled
+from portal.wire.texts import N_
 
-TEST_SUBJECT = "Test mail from the mail portal"
-MSG_AUTHORIZE_FIRST = (
+TEST_SUBJECT = N_("Test mail from the mail portal")
+# Stored in English (the test's state, the audit row) and translated when shown.
+MSG_AUTHORIZE_FIRST = N_(
     "Save these settings and authorize the mailbox first: the test uses the saved authorization."
 )
-MSG_AUTHORIZE_AGAIN = (
+MSG_AUTHORIZE_AGAIN = N_(
     "Host, mailbox or provider changed: save, then authorize again. "
     "A saved authorization is never used for another server or mailbox."
 )
-MSG_RECIPIENT = "Enter the address the test mail goes to."
+MSG_RECIPIENT = N_("Enter the address the test mail goes to.")
+MSG_RECIPIENT_INVALID = N_("Enter the address the test mail goes to. %(reason)s")
+OUTCOME_OK = N_("succeeded")
+OUTCOME_FAILED = N_("failed at %(step)s: %(problem)s")
+OUTCOME_CANCELLED = N_("cancelled at %(step)s")
 LOCK_KEY = "portal:test-running:{}"
 # Seconds the test waits for the TCP connect and for the greeting: a firewall that drops
 # packets, or a port that expects TLS first, is told within this, whatever the timeout.
@@ -34,11 +42,17 @@ CONNECT_TIMEOUT_SECONDS = 15
 
 
 class TestRefusedError(Exception):
-    """The test cannot start; `status` is the HTTP status to answer with."""
+    """The test cannot start; `status` is the HTTP status to answer with.
 
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.message, self.status = message, status
+    `text` is the English sentence (marked N_) and `params` its values, for a page to translate;
+    `message` is the two put together.
+    """
+
+    def __init__(self, text: str, status: int = 422, params: dict[str, str] | None = None):
+        # A lazily translated text from the settings rules is stored as its English source.
+        self.text, self.params, self.status = str(text), params or {}, status
+        self.message = filled(self.text, self.params)
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -49,16 +63,50 @@ class Outcome:
 
 
 def _body(company: Company | None, user: User, settings) -> str:
-    scope = f"the company {company.name}" if company else "the global configuration"
-    auth = f"on, user {settings.username}" if settings.auth_enabled else "off"
+    """The test mail's text, in the language of the user who tests (see prepare)."""
+    who = {"user": user.display_name, "company": company.name if company else ""}
+    if company:
+        scope = gettext(
+            "This is a test mail sent by %(user)s from the mail settings of the company "
+            "%(company)s.",
+            **who,
+        )
+    else:
+        scope = gettext(
+            "This is a test mail sent by %(user)s from the mail settings of the global "
+            "configuration.",
+            **who,
+        )
+    tested = {
+        "host": settings.host,
+        "port": settings.port,
+        "security": settings.security,
+        "seconds": settings.timeout_seconds,
+        "username": settings.username,
+        "method": settings.auth_method,
+    }
     if settings.uses_oauth:
-        auth = f"OAuth2 ({settings.auth_method}), mailbox {settings.username}"
-    return (
-        f"This is a test mail sent by {user.display_name} from the mail settings of {scope}.\n\n"
-        f"Settings tested: {settings.host}, port {settings.port}, security {settings.security}, "
-        f"authentication {auth}, timeout {settings.timeout_seconds} s.\n\n"
-        "If you can read this, mail from the portal can be delivered with these settings.\n"
+        line = gettext(
+            "Settings tested: %(host)s, port %(port)s, security %(security)s, authentication "
+            "OAuth2 (%(method)s), mailbox %(username)s, timeout %(seconds)s s.",
+            **tested,
+        )
+    elif settings.auth_enabled:
+        line = gettext(
+            "Settings tested: %(host)s, port %(port)s, security %(security)s, authentication "
+            "on, user %(username)s, timeout %(seconds)s s.",
+            **tested,
+        )
+    else:
+        line = gettext(
+            "Settings tested: %(host)s, port %(port)s, security %(security)s, authentication "
+            "off, timeout %(seconds)s s.",
+            **tested,
+        )
+    works = gettext(
+        "If you can read this, mail from the portal can be delivered with these settings."
     )
+    return f"{scope}\n\n{line}\n\n{works}\n"
 
 
 @dataclass(frozen=True)
@@ -106,18 +154,19 @@ def prepare(
     try:
         recipient = normalize_email(recipient, settings.internal_domain_names)
     except EmailNotValidError as exc:
-        raise TestRefusedError(f"{MSG_RECIPIENT} {exc}") from exc
+        raise TestRefusedError(MSG_RECIPIENT_INVALID, params={"reason": str(exc)}) from exc
     try:
-        composed = compose(
-            settings,
-            company=company,
-            user=None,
-            to=[recipient],
-            subject=TEST_SUBJECT,
-            text=_body(company, user, settings),
-        )
+        with i18n.speaking(i18n.language_of(user)):  # the worker has no request to ask
+            composed = compose(
+                settings,
+                company=company,
+                user=None,
+                to=[recipient],
+                subject=gettext(TEST_SUBJECT),
+                text=_body(company, user, settings),
+            )
     except MailValidationError as exc:
-        raise TestRefusedError(" ".join(exc.errors.values())) from exc
+        raise TestRefusedError(" ".join(map(str, exc.errors.values()))) from exc
     # Signed as real mail is; the company's tab tests the company's own settings, hence its keys.
     scope = company.id if company is not None else None
     signed = Signer().sign(composed.raw, scope, need_domain=True)  # its summary names the domain
@@ -186,10 +235,13 @@ def run(
         metrics.CONNECTION_TESTS.labels(result="ok" if result.ok else result.failed_step).inc()
     server = f"{config.host}:{config.port}"
     label = probe.STEP_LABELS.get(result.failed_step or "", result.failed_step)
+    # The row keeps the English sentence; the history translates it when shown.
     if result.cancelled:
-        outcome = f"cancelled at {label}"
+        outcome = OUTCOME_CANCELLED % {"step": label}
+    elif result.ok:
+        outcome = OUTCOME_OK
     else:
-        outcome = "succeeded" if result.ok else f"failed at {label}: {result.diagnosis.problem}"
+        outcome = OUTCOME_FAILED % {"step": label, "problem": result.diagnosis.problem}
     audit.record("mail_settings.test", {"server": server, "result": outcome}, user, company)
     return Outcome(result, server, prepared.dkim)
 

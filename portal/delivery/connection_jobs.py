@@ -21,12 +21,18 @@ from portal.extensions import db
 from portal.models import Company, MailConfig, User
 from portal.outbox import handoff
 from portal.wire import probe
+from portal.wire.texts import N_
 
 log = logging.getLogger(__name__)
 
-MSG_RUNNING = "A test of these settings is already running: wait for it."
-MSG_NO_QUEUE = "The test cannot start: the queue (Redis) is unreachable. Try again later."
-MSG_LOST = "The worker stopped during the test (it was restarted or killed): test again."
+# Stored in English in the test's state and translated when shown.
+MSG_RUNNING = N_("A test of these settings is already running: wait for it.")
+MSG_NO_QUEUE = N_("The test cannot start: the queue (Redis) is unreachable. Try again later.")
+MSG_LOST = N_("The worker stopped during the test (it was restarted or killed): test again.")
+MSG_WORKER_FAILED = N_("The test failed in the worker: try again; if it persists, tell us.")
+MSG_NO_WORKER = N_("No worker is running: start worker.py.")
+MSG_WORKERS_BUSY = N_("Waiting for a worker: all are busy, the test starts when one is free.")
+MSG_WAITING = N_("Waiting for a worker…")
 CANCEL_POLL_SECONDS = 0.25  # how soon a running test hears of its cancel
 WAIT_NOTICE_SECONDS = 3  # a queued test says it waits for a worker after this long
 NO_WORKER_SECONDS = 30  # ... and that none is running, if none is, after this long
@@ -86,7 +92,7 @@ def state_for(test_id: str, user: User, company: Company | None) -> dict[str, An
     started, bound = state["started_at"], _run_seconds(state.get("timeout") or 180) + 60
     if state["status"] == progress.RUNNING and started and time.time() - started > bound:
         # Past the job's own timeout: its worker is gone, and the panel must not poll forever.
-        return {**state, "status": progress.DONE, "refusal": MSG_LOST}
+        return {**state, "status": progress.DONE, "refusal": MSG_LOST, "refusal_params": None}
     return state
 
 
@@ -98,9 +104,9 @@ def waiting(state: dict[str, Any]) -> str | None:
     if waited >= NO_WORKER_SECONDS:
         queue = handoff.mail_queue()
         if Worker.count(connection=queue.connection, queue=queue) == 0:
-            return "No worker is running: start worker.py."
-        return "Waiting for a worker: all are busy, the test starts when one is free."
-    return "Waiting for a worker…"
+            return MSG_NO_WORKER
+        return MSG_WORKERS_BUSY
+    return MSG_WAITING
 
 
 def cancel_asked(test_id: str) -> bool:
@@ -144,7 +150,7 @@ def perform(test_id: str, company_id: int | None, config_id: int | None, user_id
         report.started()
         _run(redis, test_id, report, request, saved, company, user)
     except Exception:
-        report.refused("The test failed in the worker: try again; if it persists, tell us.")
+        report.refused(MSG_WORKER_FAILED)
         raise
     finally:
         db.session.rollback()
@@ -170,7 +176,7 @@ def _run(redis: Redis, test_id: str, report: progress.Report, request, saved, co
             cancel=stop,
         )
     except TestRefusedError as exc:
-        report.refused(exc.message)
+        report.refused(exc.text, exc.params)
         return
     finally:
         done.set()

@@ -73,7 +73,8 @@ def new_state(user_id: int, company_id: int | None) -> dict[str, Any]:
         "seconds": None,
         "steps": [],
         "result": None,
-        "refusal": None,
+        "refusal": None,  # English, with "refusal_params" its values: translated when shown
+        "refusal_params": None,
         "server": None,
         "dkim": None,
     }
@@ -124,16 +125,23 @@ def result_data(result: probe.ProbeResult) -> dict[str, Any]:
 
 def shown_result(state: dict[str, Any]) -> probe.ProbeResult:
     data = state["result"]
-    diagnosis = data["diagnosis"]
     return probe.ProbeResult(
         steps=shown_steps(state["steps"]),
-        diagnosis=None if diagnosis is None else Diagnosis(**diagnosis),
+        diagnosis=_diagnosis(data["diagnosis"]),
         server_reply=data["server_reply"],
         detail=data["detail"],
         transcript=data["transcript"],
         queue_id=data["queue_id"],
         cancelled=data["cancelled"],
     )
+
+
+def _diagnosis(data: dict[str, Any] | None) -> Diagnosis | None:
+    if data is None:
+        return None
+    if "problem_text" not in data:  # stored before the texts kept their values apart
+        return Diagnosis(data["cause"], data["problem"], data["hint"], None)
+    return Diagnosis(**data)
 
 
 class Report:
@@ -165,8 +173,8 @@ class Report:
             steps=steps_data(result.steps), result=result_data(result), server=server, dkim=dkim
         )
 
-    def refused(self, message: str) -> None:
-        self._done(refusal=message)
+    def refused(self, text: str, params: dict[str, str] | None = None) -> None:
+        self._done(refusal=text, refusal_params=params or None)
 
     def cancelled_before_start(self) -> None:
         self._done(result=result_data(probe.ProbeResult(steps=[], cancelled=True)))

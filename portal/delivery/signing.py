@@ -9,6 +9,7 @@ from portal.keys import dkim
 from portal.settings.resolution import EffectiveSettings
 from portal.wire import dkim_sign
 from portal.wire.dkim_sign import SigningKey
+from portal.wire.texts import N_
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,13 @@ class Signed:
 
     @property
     def summary(self) -> str:
-        """What the connection test says about the signature."""
+        """What the connection test says about the signature (English: the panel translates it)."""
         if self.selector:
-            return f"Signed with DKIM selector {self.selector} for domain {self.domain}."
-        return f"Not signed: no active DKIM key for {self.domain or 'the From address'}."
+            text = N_("Signed with DKIM selector %(selector)s for domain %(domain)s.")
+            return text % {"selector": self.selector, "domain": self.domain}
+        if self.domain:
+            return N_("Not signed: no active DKIM key for %(domain)s.") % {"domain": self.domain}
+        return N_("Not signed: no active DKIM key for the From address.")
 
 
 def signing_scope(settings: EffectiveSettings) -> int | None:

@@ -8,6 +8,8 @@ import re
 import time
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from portal import audit
@@ -20,10 +22,14 @@ from portal.settings.resolution import global_config
 from portal.settings.saving import ca_choice, form_values
 from portal.web.access import superuser_required, visible_company
 from portal.web.company_form import company_form
+from portal.web.connection_texts import said, said_outcome
 from portal.web.forms import GlobalMailForm
 from portal.web.htmx import UNPROCESSABLE, swapped_on_error
 
 bp = Blueprint("connection_test", __name__)
+# The panel and the connection-test history translate the stored English texts when shown.
+bp.add_app_template_global(said)
+bp.add_app_template_global(said_outcome)
 # A connection test opens one connection: how many the worker may open neither blocks nor
 # changes it, so a test runs whatever this field holds (and with the value in force).
 NOT_TESTED = ("max_sessions",)
@@ -38,20 +44,52 @@ def _counted(response) -> bool:
     return response.status_code != UNPROCESSABLE
 
 
+# Flask-Limiter's words for a limit ("10 per 10 minute"), each period a whole phrase to translate.
+LIMIT = re.compile(r"(\d+) per (?:(\d+) )?(second|minute|hour|day|month|year)s?")
+PERIODS = {
+    "second": lambda n, a: ngettext(
+        "%(amount)s per %(num)d second", "%(amount)s per %(num)d seconds", n, amount=a
+    ),
+    "minute": lambda n, a: ngettext(
+        "%(amount)s per %(num)d minute", "%(amount)s per %(num)d minutes", n, amount=a
+    ),
+    "hour": lambda n, a: ngettext(
+        "%(amount)s per %(num)d hour", "%(amount)s per %(num)d hours", n, amount=a
+    ),
+    "day": lambda n, a: ngettext(
+        "%(amount)s per %(num)d day", "%(amount)s per %(num)d days", n, amount=a
+    ),
+    "month": lambda n, a: ngettext(
+        "%(amount)s per %(num)d month", "%(amount)s per %(num)d months", n, amount=a
+    ),
+    "year": lambda n, a: ngettext(
+        "%(amount)s per %(num)d year", "%(amount)s per %(num)d years", n, amount=a
+    ),
+}
+
+
 def limit_text(limit: str) -> str:
-    """'10 per 10 minutes' for Flask-Limiter's '10 per 10 minute'."""
-    return re.sub(r"\b(per (?!1 )\d+ (second|minute|hour|day|month|year))\b", r"\1s", limit)
+    """'10 per 10 minutes' for Flask-Limiter's '10 per 10 minute', in the page's language."""
+    found = LIMIT.fullmatch(limit.strip())
+    if found is None:
+        return limit
+    amount, count, unit = found.groups()
+    return PERIODS[unit](int(count or 1), amount)
 
 
 def render_test_refusal(message: str, status: int):
-    """The test panel saying why no test ran (bad input, a test running, too many tests)."""
+    """The test panel saying why no test ran (bad input, a test running, too many tests).
+
+    `message` is in the page's language already.
+    """
     return swapped_on_error(render_template("mail/_test_result.html", refusal=message), status)
 
 
 @bp.errorhandler(429)
 def _too_many_tests(exc):
     limit = limit_text(getattr(exc, "description", ""))
-    return render_test_refusal(f"Too many connection tests ({limit}). Try again later.", 429)
+    message = _("Too many connection tests (%(limit)s). Try again later.", limit=limit)
+    return render_test_refusal(message, 429)
 
 
 def _start(form, saved: MailConfig | None, company: Company | None):
@@ -60,7 +98,8 @@ def _start(form, saved: MailConfig | None, company: Company | None):
     if bad:
         # The security rule's reason is the whole point of the refusal: say it here too.
         reasons = "".join(f" {error}" for error in form.security.errors)
-        return render_test_refusal(f"Correct these fields first: {bad}.{reasons}", UNPROCESSABLE)
+        message = _("Correct these fields first: %(fields)s.", fields=bad) + reasons
+        return render_test_refusal(message, UNPROCESSABLE)
     recipient = request.form.get("test_recipient", "")
     values, typed = form_values(form), form.password.data or ""
     # The certificates pasted or uploaded count, saved or not; Remove tests without the saved ones.
@@ -70,7 +109,7 @@ def _start(form, saved: MailConfig | None, company: Company | None):
     try:
         test_id = connection_jobs.start(values, typed, saved, company, current_user, recipient)
     except TestRefusedError as exc:
-        return render_test_refusal(exc.message, exc.status)
+        return render_test_refusal(said(exc.text, exc.params or None), exc.status)
     return _panel(test_id, company)
 
 
@@ -95,11 +134,11 @@ def _panel(test_id: str, company: Company | None, *, cancelled: bool = False):
         context.update(
             steps=progress.shown_steps(state["steps"]),
             elapsed=time.time() - began,
-            waiting=connection_jobs.waiting(state),
+            waiting=_said_or_none(connection_jobs.waiting(state)),
             cancelling=cancelled or connection_jobs.cancel_asked(test_id),
         )
     elif state["refusal"]:
-        context["refusal"] = state["refusal"]
+        context["refusal"] = said(state["refusal"], state.get("refusal_params"))
     else:
         context.update(
             result=progress.shown_result(state),
@@ -108,6 +147,10 @@ def _panel(test_id: str, company: Company | None, *, cancelled: bool = False):
             history=audit.recent(company),
         )
     return render_template("mail/_test_result.html", **context)
+
+
+def _said_or_none(text: str | None) -> str | None:
+    return said(text) if text else None
 
 
 @bp.post("/settings/mail/test")

@@ -12,21 +12,23 @@ from portal.wire.config import SmtpConfig, with_first_token
 from portal.wire.diagnosis import Diagnosis, explain
 from portal.wire.errors import SmtpError
 from portal.wire.session import SmtpSession
+from portal.wire.texts import N_
 from portal.wire.trace import Trace
 
+# The protocol's own words stay as they are; the others are translated when shown.
 STEP_LABELS = {
-    "token": "Obtain an OAuth2 access token",
-    "resolve": "Resolve the host",
-    "connect": "Connect",
-    "greeting": "Server greeting",
+    "token": N_("Obtain an OAuth2 access token"),
+    "resolve": N_("Resolve the host"),
+    "connect": N_("Connect"),
+    "greeting": N_("Server greeting"),
     "ehlo": "EHLO",
     "starttls": "STARTTLS",
-    "tls": "TLS handshake",
-    "auth": "Authentication",
+    "tls": N_("TLS handshake"),
+    "auth": N_("Authentication"),
     "mail": "MAIL FROM",
     "rcpt": "RCPT TO",
     "data": "DATA",
-    "accepted": "Server accepted the message",
+    "accepted": N_("Server accepted the message"),
     "quit": "QUIT",
 }
 QUEUE_ID = re.compile(r"(?i)queued as\s+([\w.-]+)|\bid=([\w.-]+)")
@@ -121,7 +123,7 @@ def run(
         if config.token_source is not None:
             trace.enter("token")  # its own step: a refresh failure is told apart
             config = with_first_token(config)
-            trace.detail("The provider issued an access token.")
+            trace.detail(N_("The provider issued an access token."))
         trace.enter("resolve")
         address = egress.resolve_checked(config.host, config.port, policy, resolver)
         trace.detail(f"{config.host} → {address}")

@@ -4,6 +4,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from portal.wire.texts import N_
+
 REDACTED = "[redacted]"
 
 
@@ -65,7 +67,7 @@ class Trace:
         words = line.split()
         if words and words[0].upper() == "AUTH":
             self.auth_mechanism = words[1].upper() if len(words) > 1 else None
-            self.detail(f"mechanism {self.auth_mechanism}")
+            self.detail(N_("mechanism %(mechanism)s") % {"mechanism": self.auth_mechanism})
             line = " ".join(words[:2] + ([REDACTED] if len(words) > 2 else []))
         elif self._secret_follows:
             line = REDACTED

@@ -19,6 +19,7 @@ from portal.wire.errors import (
     SmtpTlsError,
     reply_error,
 )
+from portal.wire.texts import N_
 from portal.wire.trace import Trace
 
 WRITE_CHUNK = 64 * 1024  # bytes per write, so a large message gets a timeout per write
@@ -120,7 +121,9 @@ class Transport(smtplib.SMTP):
             raise SmtpConnectError(f"cannot connect to {host}: {exc}", step="connect") from exc
         self.connected = True
         if self.trace is not None:
-            self.trace.detail("connected to {}:{}".format(*sock.getpeername()[:2]))
+            peer, peer_port = sock.getpeername()[:2]
+            connected = {"host": peer, "port": peer_port}
+            self.trace.detail(N_("connected to %(host)s:%(port)s") % connected)
         if self.config.security == "ssl":
             self.step = "tls"
             sock = self._wrap(sock)
@@ -282,4 +285,9 @@ def describe_tls(sock: ssl.SSLSocket) -> str:
     """Protocol, certificate subject and expiry, as a test-connection step shows them."""
     cert = sock.getpeercert() or {}
     subject = dict(pair for rdn in cert.get("subject", ()) for pair in rdn).get("commonName", "?")
-    return f"{sock.version()}, certificate for {subject}, valid until {cert.get('notAfter', '?')}"
+    text = N_("%(protocol)s, certificate for %(subject)s, valid until %(expiry)s")
+    return text % {
+        "protocol": sock.version(),
+        "subject": subject,
+        "expiry": cert.get("notAfter", "?"),
+    }

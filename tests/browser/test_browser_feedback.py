@@ -312,3 +312,41 @@ def test_a_plain_form_sent_back_invalid_focuses_its_summary(page, people):
     link.click()
     expect(focused(page)).to_have_attribute("name", "email")
     shot(page, "feedback-login-summary")
+
+
+def test_a_request_error_is_said_in_the_language_of_the_page(page, people):
+    log_in(page, people.acme_admin.email)
+    people.acme_admin.language = "pl"
+    db.session.commit()
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("lang", "pl")
+    save = page.locator("#mail-form button[type=submit].primary")
+
+    def forbid(route: Route) -> None:
+        if route.request.method != "POST":
+            return route.fallback()
+        return route.fulfill(status=403, content_type="text/html", body="<p>Forbidden</p>")
+
+    page.route("**/email", forbid)
+    save.click()
+    problem = page.locator("#mail-form .request-problem")
+    expect(problem).to_have_text(
+        "Nie masz uprawnień do tej czynności. Twoje konto nie ma odpowiedniego uprawnienia lub "
+        "zmieniło się logowanie. Odśwież stronę, aby zobaczyć dostępne czynności."
+    )
+    expect(focused(page)).to_have_class("request-problem")
+    page.unroute("**/email")
+
+    def drop(route: Route) -> None:
+        if route.request.method != "POST":
+            return route.fallback()
+        return route.abort("connectionreset")
+
+    page.route("**/email", drop)
+    save.click()
+    expect(problem).to_contain_text(
+        "Nie można połączyć się z portalem. Sprawdź połączenie. Wpisane dane nadal tu są: "
+        "spróbuj ponownie, gdy połączenie wróci."
+    )
+    expect(problem.get_by_role("button", name="Spróbuj ponownie")).to_be_visible()
+    shot(page, "feedback-dropped-pl")

@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 from cryptography import x509
 from sqlalchemy import select
-from support.connection_tests import finished_panel
+from support.connection_tests import finished_panel, status_url
 from support.factories import allow_test_server, mail_config
 from support.forms import VALID, company_data, steps
 from support.smtp_servers import (
@@ -848,3 +848,123 @@ def test_missing_csrf_token_is_400(as_acme, people, server):
     )
     assert response.status_code == 400
     assert server.handler.connections == [] and audited_tests() == []
+
+
+# --- 7. In the user's language ---------------------------------------------------------------
+
+
+def step_label(page: str, name: str) -> str:
+    """What a step's line says before its time: its label."""
+    match = re.search(rf'data-step="{name}">\s*<span class="mark"[^>]*>.</span>([^<]*)<', page)
+    assert match, page
+    return match.group(1).strip()
+
+
+def test_a_refused_password_is_diagnosed_in_the_language_the_user_chose(
+    as_superuser, people, certs, web
+):
+    people.superuser.language = "pt_BR"
+    db.session.commit()
+    case = CASES["auth-failed"]
+    with misbehaving(case, certs, web) as running:
+        response = finished_panel(as_superuser, GLOBAL_TEST, global_form(running.port, **case.form))
+
+    assert response.status_code == 200, response.text
+    told = diagnosis(response.text)
+    assert told.startswith(
+        "O servidor recusou o nome de usuário ou a senha. "
+        "Verifique o usuário (geralmente o endereço completo) e informe a senha novamente."
+    )
+    assert "Resposta do servidor: 535 5.7.8 Authentication credentials invalid" in told
+    assert failed_step(response.text) == "auth"
+    assert step_label(response.text, "auth") == "Autenticação"
+    assert step_label(response.text, "ehlo") == "EHLO"  # the protocol's own word
+    assert "Não assinado: nenhuma chave DKIM ativa para example.com." in response.text
+    # What is stored stays English: the history translates it for each reader.
+    assert audited_tests()[-1].changes["result"] == (
+        "failed at Authentication: The server refused the user name or password."
+    )
+
+
+def test_a_certificate_for_another_host_is_diagnosed_in_the_browsers_language(
+    as_superuser, certs, web
+):
+    as_superuser.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "cs,en;q=0.5"
+    case = CASES["certificate-wrong-host"]
+    with misbehaving(case, certs, web) as running:
+        response = finished_panel(as_superuser, GLOBAL_TEST, global_form(running.port, **case.form))
+
+    assert response.status_code == 200, response.text
+    assert failed_step(response.text) == "tls"
+    assert diagnosis(response.text).startswith(
+        f"Certifikát serveru není vystaven pro {HOST}. "
+        "Použijte název hostitele, který uvádí dokumentace poskytovatele (ten z jeho certifikátu)."
+    )
+    assert step_label(response.text, "tls") == "Navázání TLS"
+    assert f"připojeno k {HOST}:{running.port}" in step_details(response.text, "connect")
+
+
+def test_a_test_stored_before_its_values_were_kept_apart_still_reads_translated(
+    as_superuser, people, server
+):
+    people.superuser.language = "pl"
+    db.session.commit()
+    started = as_superuser.post(GLOBAL_TEST, global_form(server.port), htmx=True)
+    test_id = status_url(started.text).rsplit("/", 1)[1]
+    redis = redis_client.connection()
+    key = f"portal:connection-test:{test_id}:state"
+    state = json.loads(redis.get(key))
+    # A result as the previous release stored it: the sentences whole, no values apart.
+    old = {
+        "cause": "connection-refused",
+        "problem": "Connection refused: nothing accepts connections on 127.0.0.1 port 2525.",
+        "hint": "Check the port: 587 is STARTTLS, 465 is SSL/TLS, 25 is plain SMTP.",
+    }
+    result = {"diagnosis": old, "server_reply": None, "detail": None, "transcript": []}
+    steps_done = [
+        {
+            "name": "connect",
+            "label": "Connect",
+            "ok": False,
+            "seconds": 0.01,
+            "since": None,
+            "details": ["Something only the server says"],
+        },
+    ]
+    state.update(
+        status="done",
+        seconds=0.2,
+        steps=steps_done,
+        server="127.0.0.1:2525",
+        result={**result, "queue_id": None, "cancelled": False},
+    )
+    redis.set(key, json.dumps(state))
+
+    response = as_superuser.get(status_url(started.text), htmx=True)
+
+    assert diagnosis(response.text) == (
+        "Połączenie odrzucone: nic nie przyjmuje połączeń na 127.0.0.1, port 2525. "
+        "Sprawdź port: 587 to STARTTLS, 465 to SSL/TLS, 25 to zwykły SMTP."
+    )
+    assert step_label(response.text, "connect") == "Połączenie"
+    assert step_details(response.text, "connect").endswith("Something only the server says")
+
+
+def test_the_test_mail_is_written_in_the_language_of_the_user_who_tests(as_acme, people, server):
+    people.acme_admin.language = "ro"
+    db.session.commit()
+    form = company_data(host=HOST, port=str(server.port), security="none", timeout_seconds="10")
+    response = finished_panel(
+        as_acme, company_test(people.acme), {**form, "test_recipient": RECIPIENT}, htmx=False
+    )
+
+    assert diagnosis(response.text).startswith("Conexiunea funcționează.")
+    assert "Testul a durat 0," in response.text  # the decimal comma of Romanian
+    assert '<html lang="ro">' in as_acme.get(f"/companies/{people.acme.id}/email").text
+    mail = arrived_mail(server.handler)
+    assert mail["Subject"] == "E-mail de test de la portalul de e-mail"
+    body = mail.get_content().replace("\r\n", "\n")
+    assert body.startswith(
+        "Acesta este un e-mail de test trimis de admin din setările de e-mail ale companiei "
+        "Acme Ltd.\n\nSetări testate: 127.0.0.1, portul"
+    )

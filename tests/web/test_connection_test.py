@@ -4,10 +4,14 @@ import html
 import re
 
 import pytest
+from sqlalchemy import select
 from support.connection_tests import finished_panel
 from support.factories import allow_test_server
 from support.forms import VALID
 from support.smtp_servers import HOST, server_context, smtp_server
+
+from portal.extensions import db
+from portal.models import AuditEntry
 
 GLOBAL_TEST = "/settings/mail/test"
 RECIPIENT = "check@example.org"
@@ -60,6 +64,21 @@ def test_the_quota_reads_as_english(as_superuser, allowed, web):
     assert "Too many connection tests (1 per 10 minutes)." in seen(response.text)
 
 
+def test_the_quota_reads_in_the_users_language(as_superuser, people, allowed, web):
+    web.config["MAIL_TEST_RATE_LIMIT"] = "1 per 10 minutes"
+    people.superuser.language = "pt_BR"
+    db.session.commit()
+    form = global_form(allowed.port)
+    assert finished_panel(as_superuser, GLOBAL_TEST, form).status_code == 200
+    response = finished_panel(as_superuser, GLOBAL_TEST, form)
+
+    assert response.status_code == 429
+    assert (
+        "Testes de conexão em excesso (1 a cada 10 minutos). Tente novamente mais tarde."
+        in seen(response.text)
+    )
+
+
 def test_a_wrong_password_costs_one_failed_login(as_superuser, app, certs, web):
     web.config["MAIL_CA_FILE"] = str(certs.ca)
     context = server_context(certs.good)
@@ -72,3 +91,52 @@ def test_a_wrong_password_costs_one_failed_login(as_superuser, app, certs, web):
         assert "535" in seen(response.text)
         (connection,) = running.handler.connections
         assert connection.auths == [("user", True, False)]
+
+
+def connection_tests_section(page: str) -> str:
+    found = re.search(r'<section class="connection-tests".*?</section>', page, re.S)
+    assert found, page
+    return seen(found.group(0))
+
+
+def test_the_history_of_connection_tests_reads_in_the_users_language(as_superuser, people):
+    # Rows as every release stored them: the English sentence with its values filled in.
+    results = [
+        "failed at Authentication: The server refused the user name or password.",
+        "failed at Connect: Connection refused: nothing accepts connections on "
+        "smtp.acme.example.com port 2525.",
+        "cancelled at Server greeting",
+        "succeeded",
+        "Delivered somewhere only this row knows",
+    ]
+    for result in results:
+        changes = {"server": "smtp.acme.example.com:2525", "result": result}
+        db.session.add(AuditEntry(action="mail_settings.test", changes=changes, company_id=None))
+    people.superuser.language = "pt_BR"
+    db.session.commit()
+
+    shown = connection_tests_section(as_superuser.get("/mail?type=tests").text)
+
+    assert shown.startswith("Testes de conexão")
+    assert "falha em Autenticação: O servidor recusou o nome de usuário ou a senha." in shown
+    assert (
+        "falha em Conectar: Conexão recusada: nada aceita conexões em smtp.acme.example.com "
+        "na porta 2525." in shown
+    )
+    assert "cancelado em Saudação do servidor" in shown
+    assert ": sucesso" in shown
+    assert "Delivered somewhere only this row knows" in shown  # not recognized: as stored
+    assert "smtp.acme.example.com:2525" in shown
+    db.session.expire_all()
+    stored = db.session.scalars(select(AuditEntry.changes)).all()
+    assert [row["result"] for row in stored] == results  # the rows themselves stay English
+
+
+def test_the_same_history_reads_in_english_by_default(as_superuser):
+    changes = {"result": "failed at Authentication: The server refused the user name or password."}
+    db.session.add(AuditEntry(action="mail_settings.test", changes=changes, company_id=None))
+    db.session.commit()
+
+    shown = connection_tests_section(as_superuser.get("/mail?type=tests").text)
+
+    assert "failed at Authentication: The server refused the user name or password." in shown
