@@ -18,9 +18,9 @@ POT = TRANSLATIONS / "messages.pot"
 # language (the language picker's). Acronyms in capitals (UTC, TXT, ID) stay too: see _words.
 UNTRANSLATED = ("SSL/TLS", "OAuth2", "OAuth", "Redis", *LANGUAGES.values())
 # The visible text of the page: its text nodes (not in code, pre, textarea, script), the
-# labels a screen reader or a tooltip shows, the text of buttons made of inputs, the window's
-# title. Closed <details> are opened first: their content is one click away. `blocks` are the
-# whole text of the elements a sentence lives in, for a msgid with markup inside.
+# labels a screen reader or a tooltip shows, the text of buttons made of inputs, the parts of
+# the window's title. Closed <details> are opened first: their content is one click away.
+# `blocks` are the whole text of the elements a sentence lives in, for a msgid with markup.
 VISIBLE_TEXT = """() => {
   const AS_SENT = "#mail-headers dl";  // a mail's own headers: its data, in no one's language
   const SKIP = new Set(["SCRIPT", "STYLE", "TEMPLATE", "NOSCRIPT", "CODE", "PRE", "TEXTAREA"]);
@@ -31,7 +31,7 @@ VISIBLE_TEXT = """() => {
   const visible = (e) => !!e && e.checkVisibility({checkVisibilityCSS: true});
   const iso = /^[0-9TZ:.+\\- ]+(UTC)?$/;
   document.querySelectorAll("details").forEach((d) => { d.open = true; });
-  const texts = [document.title];
+  const texts = document.title.split(" · ");  // "Page · Company · Mail portal": each its own
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const e = node.parentElement;
