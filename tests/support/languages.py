@@ -59,6 +59,7 @@ _WORD = re.compile(r"[A-Za-z]{3,}")
 _TAG = re.compile(r"<[^>]+>")
 _EMAIL = re.compile(r"\S+@\S+")
 _URL = re.compile(r"\w+://\S+")
+_AROUND = " :;,.·•—–-→←()[]…*"  # what a template may put around a translated string
 
 
 def normalise(text: str) -> str:
@@ -120,10 +121,16 @@ class Catalog:
     vocabulary: frozenset[str]
 
     def is_translation(self, fragment: str) -> bool:
-        return any(p.fullmatch(fragment) for p in self.translated)
+        return _matches(self.translated, fragment)
 
     def is_translated_english(self, fragment: str) -> bool:
-        return any(p.fullmatch(fragment) for p in self.english)
+        return _matches(self.english, fragment)
+
+
+def _matches(patterns: Iterable[re.Pattern], fragment: str) -> bool:
+    """The fragment is one of these strings, also when the page adds a colon or an arrow."""
+    bare = fragment.strip(_AROUND)
+    return any(p.fullmatch(fragment) or p.fullmatch(bare) for p in patterns)
 
 
 def msgids() -> list[list[str]]:
