@@ -118,7 +118,6 @@ class Catalog:
     english: tuple[re.Pattern, ...]
     # the translations (the msgids themselves where the translator kept the English)
     translated: tuple[re.Pattern, ...]
-    vocabulary: frozenset[str]
 
     def is_translation(self, fragment: str) -> bool:
         return _matches(self.translated, fragment)
@@ -169,7 +168,7 @@ def catalog(code: str) -> Catalog:
                 translated.append(found)
         if set(done) != set(forms):
             english += [p for p in map(_pattern, forms) if p is not None]
-    return Catalog(code, tuple(english), tuple(translated), vocabulary())
+    return Catalog(code, tuple(english), tuple(translated))
 
 
 def _words(fragment: str, seeded: Iterable[str]) -> list[str]:
