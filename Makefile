@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 messages: $(STAMP)
 	$(BIN)/pybabel --quiet extract -F babel.cfg -k lazy_gettext -k _l -k N_ --no-location \
 		--sort-output -o $(CATALOGS)/messages.pot .
-	$(BIN)/pybabel --quiet update --no-fuzzy-matching -i $(CATALOGS)/messages.pot -d $(CATALOGS)
+	$(BIN)/pybabel --quiet update --no-fuzzy-matching --ignore-obsolete -i $(CATALOGS)/messages.pot -d $(CATALOGS)
 
 ## run: install, migrate the embedded SQLite database, seed the demo and serve on :$(PORT)
 run: export LOG_FORMAT ?= text

@@ -18,8 +18,6 @@ LANGUAGES = {
 }
 DEFAULT_LANGUAGE = "en"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
-# Accept-Language speaks BCP 47 (pt-BR); the catalogs are named as locales (pt_BR).
-_TAGS = {code.replace("_", "-"): code for code in LANGUAGES}
 
 babel = Babel()
 
@@ -54,9 +52,22 @@ def select_locale() -> str:
         if chosen:
             return chosen
     if has_request_context():
-        tag = request.accept_languages.best_match(list(_TAGS))
-        if tag:
-            return _TAGS[tag]
+        return _accepted(request.accept_languages)
+    return DEFAULT_LANGUAGE
+
+
+def _accepted(accepted) -> str:
+    """The browser's first language the portal speaks; a region it lacks takes a sibling (pt-PT).
+
+    Each language the browser lists, best first, is matched whole (BCP 47 pt-BR to the catalog
+    pt_BR), then by its primary subtag.
+    """
+    for value, _quality in accepted:  # werkzeug keeps them best first
+        tag = value.lower()
+        for wanted in (tag, tag.split("-")[0]):
+            for code in LANGUAGES:
+                if wanted in (code.replace("_", "-").lower(), code.split("_")[0]):
+                    return code
     return DEFAULT_LANGUAGE
 
 

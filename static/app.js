@@ -310,20 +310,17 @@ document.addEventListener("htmx:beforeRequest", (event) => {
 })();
 // --- Mail viewers: times in the reader's zone, "select all" for the mail log's bulk actions ---
 (() => {
-  const pad = (n) => String(n).padStart(2, "0");
-  const zoneName = (moment) => {
-    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
-      .formatToParts(moment).find((p) => p.type === "timeZoneName");
-    return part ? part.value : "";
-  };
+  // The page's language (<html lang>) writes the date, as the server wrote it in UTC.
+  const format = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
+    year: "numeric", month: "short", day: "numeric",
+    hour: "numeric", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+  });
   // The server wrote UTC (kept in the title); show the same moment in the browser's time zone.
   const localTimes = (root) => {
     root.querySelectorAll("time[data-local][datetime]").forEach((el) => {
       const moment = new Date(el.getAttribute("datetime"));
       if (Number.isNaN(moment.getTime())) return;
-      const day = `${moment.getFullYear()}-${pad(moment.getMonth() + 1)}-${pad(moment.getDate())}`;
-      const clock = `${pad(moment.getHours())}:${pad(moment.getMinutes())}:${pad(moment.getSeconds())}`;
-      el.textContent = `${day} ${clock} ${zoneName(moment)}`.trim();
+      el.textContent = format.format(moment);
     });
   };
   const boxesOf = (all) => {

@@ -19,15 +19,10 @@ from portal.models import (
 from portal.text import parse_domains
 from portal.wire import egress
 from portal.wire.egress import EgressPolicy
+from portal.wire.texts import N_
 
-
-def N_(message: str) -> str:
-    """Mark a message for the catalogs and return it as it is.
-
-    These messages are also stored and logged by the worker, so they stay English here; a
-    screen translates them where it shows them (gettext of the same text).
-    """
-    return message
+# The messages marked N_ are also stored and logged by the worker, so they stay English here; a
+# screen translates them where it shows them (gettext of the same text).
 
 
 SOURCE_COMPANY = "company"

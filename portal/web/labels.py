@@ -45,6 +45,7 @@ FIELD_LABELS = {
     "server": _l("Server"),
     "result": _l("Result"),
     "name": _l("Name"),
+    "default_language": _l("Default language"),
     "email": _l("Email"),
     "account": _l("Account"),
     "client": _l("Client address"),
@@ -80,7 +81,7 @@ ACTIONS = {
     "dkim.activate": (_l("DKIM key activated"), "keys"),
     "dkim.remove": (_l("DKIM key removed"), "keys"),
     "company.create": (_l("Company created"), "accounts"),
-    "company.rename": (_l("Company renamed"), "accounts"),
+    "company.rename": (_l("Company changed"), "accounts"),  # its name or default language
     "admin.assign": (_l("Admin added"), "accounts"),
     "admin.remove": (_l("Admin removed"), "accounts"),
     "login.failed": (_l("Log-in failed"), "accounts"),

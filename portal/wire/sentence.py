@@ -4,10 +4,9 @@ The wire imports no Flask: it writes its sentences in English and marks their te
 `N_` for the catalogs; the web part looks each template up in the page's language.
 """
 
+from portal.wire.texts import N_
 
-def N_(text: str) -> str:
-    """Marks a template for the catalogs (pybabel's N_ keyword); translated where it is shown."""
-    return text
+__all__ = ["N_", "Sentence"]
 
 
 class Sentence(str):

@@ -107,9 +107,20 @@ def test_times_show_in_the_readers_zone_with_utc_on_hover(in_paris, people):
     log_in(page, people.acme_admin.email)
     page.goto(f"/companies/{people.acme.id}/mail")
     shown = page.locator(f"#mail-row-{mine.id} time")
-    expect(shown).to_have_text(re.compile(r"^2026-03-01 13:00:05 (GMT\+1|CET)$"))
+    expect(shown).to_have_text(re.compile(r"^Mar 1, 2026, 1:00:05\sPM (GMT\+1|CET)$"))
     expect(shown).to_have_attribute("title", "2026-03-01 12:00:05 UTC")
     expect(shown).to_have_attribute("datetime", "2026-03-01T12:00:05Z")
+
+
+def test_times_in_the_readers_zone_are_written_in_the_pages_language(in_paris, people):
+    page = in_paris
+    mine = add_mail(people.acme, "Dated", created_at=datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC))
+    log_in(page, people.acme_admin.email)
+    people.acme_admin.language = "pt_BR"
+    db.session.commit()
+    page.goto(f"/companies/{people.acme.id}/mail")
+    shown = page.locator(f"#mail-row-{mine.id} time")
+    expect(shown).to_have_text(re.compile(r"^1 de mar\. de 2026,? 13:00:05 (GMT\+1|CET)$"))
 
 
 def test_the_detail_of_a_resent_mail_links_its_original_and_shows_its_html(page, people):

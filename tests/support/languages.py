@@ -14,9 +14,10 @@ from support import catalogs
 
 ROOT = TRANSLATIONS.parent.parent
 POT = TRANSLATIONS / "messages.pot"
-# Words that stay as they are in every language: protocols, and names written in their own
-# language (the language picker's). Acronyms in capitals (UTC, TXT, ID) stay too: see _words.
-UNTRANSLATED = ("SSL/TLS", "OAuth2", "OAuth", "Redis", *LANGUAGES.values())
+# Words that stay as they are in every language: protocols and header names, and names
+# written in their own language (the language picker's). Acronyms in capitals (UTC, TXT,
+# ID) stay too: see _words.
+UNTRANSLATED = ("SSL/TLS", "OAuth2", "OAuth", "Redis", "Message-ID", *LANGUAGES.values())
 # The visible text of the page: its text nodes (not in code, pre, textarea, script), the
 # labels a screen reader or a tooltip shows, the text of buttons made of inputs, the parts of
 # the window's title. Closed <details> are opened first: their content is one click away.

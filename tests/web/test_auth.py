@@ -1,3 +1,4 @@
+import pytest
 from support.web import Browser
 
 from portal.extensions import db
@@ -44,6 +45,21 @@ def test_the_login_page_speaks_the_browsers_brazilian_portuguese(web):
     assert '<button type="submit" class="primary">Entrar</button>' in page
     assert ">Esqueceu a senha?</a>" in page
     assert "Log in" not in page and "Password" not in page
+
+
+@pytest.mark.parametrize(
+    ("header", "heading"),
+    [
+        ("pt-PT,en;q=0.5", "<h1>Entrar</h1>"),  # a region the portal lacks: its sibling
+        ("pt", "<h1>Entrar</h1>"),
+        ("cs-CZ,cs;q=0.9", "<h1>Přihlásit se</h1>"),
+        ("de-DE,de;q=0.9,pl;q=0.5", "<h1>Zaloguj się</h1>"),
+        ("de-DE,fr;q=0.9", "<h1>Log in</h1>"),
+    ],
+)
+def test_the_login_page_takes_the_best_language_the_browser_accepts(web, header, heading):
+    page = web.test_client().get("/login", headers={"Accept-Language": header}).text
+    assert heading in page
 
 
 def test_a_wrong_password_is_told_in_the_browsers_language(web, people):
