@@ -112,7 +112,7 @@ def test_a_refusal_is_written_in_the_admins_language(as_acme, people):
     configure(people.acme, port=2525)
     answer = as_acme.post(send_url(people.acme), {"queue_recipient": "ops@"}, htmx=True)
     assert answer.status_code == 422
-    assert "Zadejte adresu, na kterou má testovací e-mail odejít." in answer.text
+    assert "Zadejte adresu, na kterou se má testovací e-mail odeslat." in answer.text
 
 
 @pytest.mark.parametrize("recipient", ["", "not an address", "ops@"])
