@@ -2,7 +2,6 @@
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
@@ -11,6 +10,7 @@ from portal.exceptions import MailValidationError
 from portal.extensions import db
 from portal.models import Company, User
 from portal.outbox import system_mail
+from portal.text import duration_text
 from portal.web.access import superuser_required, visible_company
 from portal.web.forms import CompanyEditForm, CompanyForm, InviteForm
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
@@ -136,18 +136,8 @@ def _send_invitation(user: User, company: Company) -> dict:
         system_mail.send_invitation(user, company, link)
     except MailValidationError as exc:
         invitation["problem"] = " ".join(exc.errors.values())
-    invitation["valid_for"] = _lifetime(accounts.link_max_age(accounts.INVITATION))
+    invitation["valid_for"] = duration_text(accounts.link_max_age(accounts.INVITATION))
     return invitation
-
-
-def _lifetime(seconds: int) -> str:
-    """'7 days', '1 hour', '30 minutes' in the page's language: how long a link lives."""
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return ngettext("%(num)d day", "%(num)d days", seconds // 86400)
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return ngettext("%(num)d hour", "%(num)d hours", seconds // 3600)
-    minutes = max(1, round(seconds / 60))
-    return ngettext("%(num)d minute", "%(num)d minutes", minutes)
 
 
 def _admins_response(company: Company, form: InviteForm, invitation: dict | None = None):
