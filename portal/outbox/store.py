@@ -1,7 +1,7 @@
 """The outbox table's state changes: atomic claims, per-mail outcomes, leases and the sweep."""
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +19,7 @@ from portal.models import (
     OutboxMessage,
     utcnow,
 )
-from portal.outbox import handoff
+from portal.outbox import handoff, leases
 from portal.tenancy import served_by
 
 OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the send path
@@ -96,7 +96,7 @@ def claim(
             status=STATUS_SENDING,
             attempts=OUTBOX.c.attempts + 1,
             claim_token=token,
-            lease_until=now + timedelta(seconds=lease_seconds),
+            lease_until=leases.after(lease_seconds),
         )
         .returning(OUTBOX.c.id)
     )
@@ -202,12 +202,21 @@ def forget(ids: Sequence[int]) -> None:
 
 
 def renew_leases(tokens: Sequence[str], lease_seconds: float) -> None:
-    """Keep the mails claimed under these tokens ours: the heartbeat of live sessions (commits)."""
+    """Keep the mails claimed under these tokens ours: the heartbeat of live sessions (commits).
+
+    A lease only ever grows: a beat that waited (for the GIL, for a lock) never shortens the
+    one a session has just extended before sending (leases.hold).
+    """
     if tokens:
+        until = leases.after(lease_seconds)
         db.session.execute(
             update(OUTBOX)
-            .where(OUTBOX.c.claim_token.in_(tokens), OUTBOX.c.status == STATUS_SENDING)
-            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+            .where(
+                OUTBOX.c.claim_token.in_(tokens),
+                OUTBOX.c.status == STATUS_SENDING,
+                OUTBOX.c.lease_until < until,
+            )
+            .values(lease_until=until)
         )
     db.session.commit()
 
@@ -249,7 +258,7 @@ def release_expired() -> int:
     """Mails whose worker died mid-send (lease run out) go back to the queue."""
     result = db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.status == STATUS_SENDING, OutboxMessage.lease_until < utcnow())
+        .where(OutboxMessage.status == STATUS_SENDING, OutboxMessage.lease_until < leases.now())
         .values(status=STATUS_QUEUED, lease_until=None, claim_token=None)
         .execution_options(synchronize_session=False)
     )
