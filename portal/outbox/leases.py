@@ -1,9 +1,9 @@
 """Claimed mails' leases on one clock, the database's: the clock every host's sweeper reads."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.sql import ColumnElement
 
 from portal.extensions import db
@@ -28,6 +28,19 @@ def now() -> ColumnElement | datetime:
 def after(seconds: float) -> ColumnElement | datetime:
     """The database's time `seconds` from now, for a statement (a lease's end)."""
     return now() + timedelta(seconds=seconds)
+
+
+def unlocked(where: Callable[[Table], list]) -> ColumnElement:
+    """The outbox rows matching `where` that no other transaction holds locked right now.
+
+    For the heartbeat and the sweep: neither waits for a row lock, so neither closes a
+    deadlock cycle with a session committing its outcomes (PostgreSQL would abort one of
+    them, and an aborted commit of outcomes means mails sent again). A locked row is being
+    recorded or extended this instant: the next beat or sweep sees it as it ends up.
+    """
+    row = OUTBOX.alias("unlocked")  # not the UPDATE's own table: no correlation
+    ids = select(row.c.id).where(*where(row)).with_for_update(skip_locked=True)
+    return and_(OUTBOX.c.id.in_(ids), *where(OUTBOX))
 
 
 def hold(token: str, ids: Sequence[int], lease_seconds: float) -> set[int]:

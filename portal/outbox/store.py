@@ -209,15 +209,14 @@ def renew_leases(tokens: Sequence[str], lease_seconds: float) -> None:
     """
     if tokens:
         until = leases.after(lease_seconds)
-        db.session.execute(
-            update(OUTBOX)
-            .where(
-                OUTBOX.c.claim_token.in_(tokens),
-                OUTBOX.c.status == STATUS_SENDING,
-                OUTBOX.c.lease_until < until,
-            )
-            .values(lease_until=until)
+        renewed = leases.unlocked(
+            lambda t: [
+                t.c.claim_token.in_(tokens),
+                t.c.status == STATUS_SENDING,
+                t.c.lease_until < until,
+            ]
         )
+        db.session.execute(update(OUTBOX).where(renewed).values(lease_until=until))
     db.session.commit()
 
 
@@ -256,11 +255,13 @@ def release_claims(tokens: Sequence[str]) -> int:
 
 def release_expired() -> int:
     """Mails whose worker died mid-send (lease run out) go back to the queue."""
+    expired = leases.unlocked(
+        lambda t: [t.c.status == STATUS_SENDING, t.c.lease_until < leases.now()]
+    )
     result = db.session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.status == STATUS_SENDING, OutboxMessage.lease_until < leases.now())
+        update(OUTBOX)
+        .where(expired)
         .values(status=STATUS_QUEUED, lease_until=None, claim_token=None)
-        .execution_options(synchronize_session=False)
     )
     db.session.commit()
     return result.rowcount

@@ -3,8 +3,11 @@
 import time
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import text, update
 from support.factories import configure, queue, row
 
+from portal.extensions import db
 from portal.models import OutboxMessage, as_utc, utcnow
 from portal.outbox import leases, store
 
@@ -46,3 +49,21 @@ def test_a_late_heartbeat_never_shortens_a_lease(app, people, server):
     messages = claimed(people, server, lease_seconds=600)
     store.renew_leases([FIRST], lease_seconds=1)  # a beat that waited while the lease grew
     assert all(lease_left(m) > timedelta(seconds=590) for m in messages)
+
+
+def test_a_beat_and_a_sweep_pass_over_a_row_a_session_is_recording(app, people, server):
+    """A wait for that row lock could close a deadlock cycle with the session's commit."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite locks the whole database, never a row")
+    recording, other = claimed(people, server, lease_seconds=0)
+    with db.engine.connect() as session:
+        outbox = OutboxMessage.__table__
+        session.execute(update(outbox).where(outbox.c.id == recording.id).values(attempts=9))
+        db.session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait fails, not hangs
+        store.renew_leases([FIRST], lease_seconds=600)
+        db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        assert store.release_expired() == 0  # the expired one is locked: left for next time
+        session.rollback()
+    assert lease_left(other) > timedelta(seconds=590)
+    assert store.release_expired() == 1
+    assert row(recording).status == "queued"
