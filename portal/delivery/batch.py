@@ -7,6 +7,7 @@ from datetime import timedelta
 from functools import partial
 
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal import logs, metrics
 from portal.delivery.signing import Signer
@@ -145,10 +146,20 @@ class Batch:
         if not self.outcomes:
             return
         outcomes, self.outcomes = self.outcomes, []
-        recorded = set(store.record(self.token, outcomes))
-        store.forget([i for i in self.forget if i in recorded])
-        self.forget.clear()
-        db.session.commit()
+        try:
+            recorded = self._commit(outcomes)
+        except SQLAlchemyError:
+            # Uncommitted, these mails go out again once their lease runs out: say so, and try
+            # once more (the fence decides again; an aborted transaction changed nothing).
+            db.session.rollback()
+            ids = sorted(i for i, _, _ in outcomes)
+            log.exception("outcomes of mails %s not committed; trying once more", ids)
+            try:
+                recorded = self._commit(outcomes)
+            except SQLAlchemyError:
+                db.session.rollback()
+                log.error("outcomes of mails %s lost: they are sent again later", ids)
+                raise
         statuses = [o["status"] for i, _, o in outcomes if i in recorded]
         metrics.count_deliveries(self.server, statuses)
         summary = ", ".join(f"{n} {status}" for status, n in Counter(statuses).items())
@@ -162,6 +173,13 @@ class Batch:
         if len(recorded) < len(outcomes):
             lost = sorted(i for i, _, _ in outcomes if i not in recorded)
             log.warning("outcomes of mails %s dropped: their claim was lost", lost)
+
+    def _commit(self, outcomes: list[tuple[int, str, dict]]) -> set[int]:
+        recorded = set(store.record(self.token, outcomes))
+        store.forget([i for i in self.forget if i in recorded])
+        db.session.commit()
+        self.forget.clear()
+        return recorded
 
     def _holds(self, message_id: int) -> bool:
         """Whether the claim on this unsent mail surely lasts half a lease more.

@@ -4,6 +4,7 @@ import time
 from datetime import timedelta
 
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from support.factories import configure, queue, row
 
 from portal.delivery.batch import Batch
@@ -58,4 +59,26 @@ def test_a_mail_given_back_and_claimed_again_by_its_session_is_not_sent_again(ap
     session.send(store.load(again), time.monotonic() + LONG)
     session.close()
     assert len(server.handler.messages) == 1
+    assert row(mail).status == STATUS_SENT
+
+
+def test_outcomes_whose_commit_was_aborted_once_are_committed_at_the_second_try(
+    app, people, server, monkeypatch
+):
+    configure(port=server.port)
+    (mail,) = queue(people.acme)
+    real, calls = store.record, []
+
+    def aborted_once(token, outcomes):
+        calls.append(token)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE outbox_messages", {}, Exception("deadlock detected"))
+        return real(token, outcomes)
+
+    monkeypatch.setattr(store, "record", aborted_once)
+    session = batch(people.acme, FIRST)
+    claimed = store.claim(FIRST, row(mail).lane, limit=1, lease_seconds=LONG)
+    session.send(store.load(claimed), time.monotonic() + LONG)
+    session.close()
+    assert len(calls) == 2 and len(server.handler.messages) == 1
     assert row(mail).status == STATUS_SENT
