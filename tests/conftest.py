@@ -300,7 +300,10 @@ def workers(app, app_config, tmp_path):
     yield started
     started.stop_all()
     for log in sorted(tmp_path.glob("worker-*.log")):  # shown by pytest when a test fails
-        print(f"--- {log.name}", log.read_text(errors="replace")[-3000:], sep="\n")
+        text = log.read_text(errors="replace")
+        # A warning mid-drain (a lost claim) would scroll out of the end: each is shown too.
+        warned = [line for line in text.splitlines() if "WARNING" in line]
+        print(f"--- {log.name}", *warned[-20:], "...", text[-3000:], sep="\n")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ The time bounds below are what the product promises (another company's mail goes
 for a loaded machine: correctness bounds, not speed benchmarks.
 """
 
+import signal
 import time
 from collections import Counter
 from datetime import timedelta
@@ -12,9 +13,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from support.factories import configure, queue, row
+from support.held_servers import PausingHandler
 from support.smtp_servers import FirstTryDeferred, RecordingHandler, raw_server, smtp_server
 from support.workers import all_message_ids, message_ids, wait_for, wait_until_final
 
+from portal import redis_client
 from portal.extensions import db
 from portal.models import (
     STATUS_DEFERRED,
@@ -26,6 +29,7 @@ from portal.models import (
     as_utc,
 )
 from portal.outbox import handoff
+from portal.outbox.processes import SWEEPER_KEY
 from portal.settings.resolution import DEFAULT_MAX_SESSIONS
 
 LATENCY_BOUND = timedelta(seconds=5)  # the product's bound for a mail while another lane hangs
@@ -102,6 +106,32 @@ def test_a_final_dot_answered_after_the_lease_ran_out_is_sent_once(workers, peop
     assert {row(m).status for m in mails} == {STATUS_SENT}
     assert [row(m).attempts for m in mails] == [1, 1, 1]
     assert [len(a) for a in attempts_per_mail().values()] == [1, 1, 1]
+
+
+def test_a_worker_stopped_past_its_lease_sends_none_of_the_mail_another_worker_took_over(
+    workers, people
+):
+    """SIGSTOP stands for a starved worker: stopped with its first mail's envelope on the wire
+    and four more claimed, it wakes after another worker has delivered all five."""
+    handler = PausingHandler()  # holds MAIL FROM until `go`: the stop comes mid-transaction
+    with smtp_server(handler) as server:
+        configure(port=server.port, timeout_seconds=30)
+        # The elected sweeper first, sending nothing: a stopped holder would sweep no more.
+        workers.env["MAIL_SESSIONS_PER_PROCESS"] = "0"
+        workers.start_ready()
+        wait_for(lambda: redis_client.connection().exists(SWEEPER_KEY), "the sweeper's round")
+        workers.env["MAIL_SESSIONS_PER_PROCESS"] = "8"
+        mails = queue(people.acme, 5)
+        starved = workers.start()
+        assert handler.waiting.wait(30)
+        workers.send_signal(starved, signal.SIGSTOP)
+        handler.go.set()  # the stopped worker's replies wait in its socket, up to the 354
+        workers.start()  # takes the mails over once their lease has run out
+        wait_until_final(5)
+        workers.send_signal(starved, signal.SIGCONT)
+        wait_for(lambda: "claim was lost" in workers.log(starved), "the woken worker's turn")
+        time.sleep(1)  # whatever it would still send
+    assert message_ids(handler) == Counter({m.message_id: 1 for m in mails})
 
 
 def test_sigkilled_five_times_mid_drain_loses_nothing_and_resends_only_uncommitted_mail(

@@ -4,8 +4,10 @@ import logging
 import time
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal import logs, metrics
 from portal.delivery.signing import Signer
@@ -20,11 +22,16 @@ from portal.models import (
     as_utc,
     utcnow,
 )
-from portal.outbox import store
+from portal.outbox import leases, store
 from portal.settings.resolution import EffectiveSettings
 from portal.wire import egress
 from portal.wire.config import SmtpConfig, with_first_token
-from portal.wire.errors import SmtpError, SmtpRecipientsRefusedError, SmtpUnknownOutcomeError
+from portal.wire.errors import (
+    SmtpError,
+    SmtpRecipientsRefusedError,
+    SmtpUnknownOutcomeError,
+    SmtpWithdrawnError,
+)
 from portal.wire.session import SmtpSession
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,11 @@ class Batch:
     Outcomes wait in memory until MAIL_COMMIT_EVERY of them, or MAIL_COMMIT_SECONDS after the
     first, and are then committed together: a crash resends at most the mails whose 250 was
     not committed yet, fewer than MAIL_COMMIT_EVERY per session.
+
+    A mail's final dot goes out only while its claim is sure to last half a lease more: known
+    from the claim's own time, or else checked and extended in the database (`_holds`). A
+    worker starved past its lease (its heartbeat stopped too) thus never sends what the sweeper
+    gave back and another worker took.
     """
 
     def __init__(
@@ -55,6 +67,9 @@ class Batch:
         )
         self.commit_every = config["MAIL_COMMIT_EVERY"]
         self.commit_seconds = config["MAIL_COMMIT_SECONDS"]
+        self.lease_seconds = config["MAIL_LEASE_SECONDS"]
+        self.unsent: set[int] = set()  # ids of this claim's mails not tried yet, still ours
+        self.held_until = 0.0  # monotonic: until then the claim on `unsent` surely lasts
         self.per_connection = config["MAIL_GROUP_MAX"] if settings.group_sends else 1
         self.server = f"{settings.host}:{settings.port}"
         self.signer = Signer()
@@ -67,11 +82,18 @@ class Batch:
         self.session_started = 0.0
         self.broken = False  # the server failed the session: the lane's other mails wait
 
-    def send(self, rows: list) -> None:
-        """Send these rows (claimed under the token); outcomes are committed by `flush`."""
+    def send(self, rows: list, held_until: float) -> None:
+        """Send these rows, claimed under the token and surely held until `held_until`
+        (monotonic); outcomes are committed by `flush`."""
+        tried = {message_id for message_id, _, _ in self.outcomes}
+        # Given back while this session waited and claimed again: its outcome is known already.
+        rows = [row for row in rows if row.id not in tried]
+        self.unsent, self.held_until = {row.id for row in rows}, held_until
         if not self._ready(rows):
             return
         for index, row in enumerate(rows):
+            if not self._holds(row.id):
+                continue
             if self.session is not None and self.on_connection >= self.per_connection:
                 self._drop()
             if self.session is None:
@@ -81,7 +103,11 @@ class Batch:
                 self.on_connection += 1
                 try:
                     raw = self._signed(row)
-                    delivery = self.session.send(row.envelope_from, self._pending(row), raw)
+                    ours = partial(self._holds, row.id)
+                    delivery = self.session.send(row.envelope_from, self._pending(row), raw, ours)
+                except SmtpWithdrawnError as exc:
+                    log.warning("mail %s withdrawn before its final dot (%s)", row.id, exc)
+                    self._drop()
                 except SecretError as exc:
                     self._finish(row, STATUS_FAILED, str(exc))
                 except SmtpUnknownOutcomeError as exc:
@@ -104,6 +130,8 @@ class Batch:
                         self._drop()
                 else:
                     self._refused(row, delivery.refused, delivery, accepted=delivery.accepted)
+                finally:
+                    self.unsent.discard(row.id)
             self._maybe_flush()
 
     def close(self) -> None:
@@ -118,10 +146,20 @@ class Batch:
         if not self.outcomes:
             return
         outcomes, self.outcomes = self.outcomes, []
-        recorded = set(store.record(self.token, outcomes))
-        store.forget([i for i in self.forget if i in recorded])
-        self.forget.clear()
-        db.session.commit()
+        try:
+            recorded = self._commit(outcomes)
+        except SQLAlchemyError:
+            # Uncommitted, these mails go out again once their lease runs out: say so, and try
+            # once more (the fence decides again; an aborted transaction changed nothing).
+            db.session.rollback()
+            ids = sorted(i for i, _, _ in outcomes)
+            log.exception("outcomes of mails %s not committed; trying once more", ids)
+            try:
+                recorded = self._commit(outcomes)
+            except SQLAlchemyError:
+                db.session.rollback()
+                log.error("outcomes of mails %s lost: they are sent again later", ids)
+                raise
         statuses = [o["status"] for i, _, o in outcomes if i in recorded]
         metrics.count_deliveries(self.server, statuses)
         summary = ", ".join(f"{n} {status}" for status, n in Counter(statuses).items())
@@ -135,6 +173,31 @@ class Batch:
         if len(recorded) < len(outcomes):
             lost = sorted(i for i, _, _ in outcomes if i not in recorded)
             log.warning("outcomes of mails %s dropped: their claim was lost", lost)
+
+    def _commit(self, outcomes: list[tuple[int, str, dict]]) -> set[int]:
+        recorded = set(store.record(self.token, outcomes))
+        store.forget([i for i in self.forget if i in recorded])
+        db.session.commit()
+        self.forget.clear()
+        return recorded
+
+    def _holds(self, message_id: int) -> bool:
+        """Whether the claim on this unsent mail surely lasts half a lease more.
+
+        Known without a round trip while the claim (or the last extension) is recent; else the
+        leases of this claim's mails are checked and extended in one statement, on the
+        database's clock. Once per half lease per session: not a round trip per mail.
+        """
+        if time.monotonic() + self.lease_seconds / 2 >= self.held_until:
+            asked = time.monotonic()  # before the statement: the lease runs from its start on
+            waiting = {message_id for message_id, _, _ in self.outcomes}
+            kept = leases.hold(self.token, sorted(self.unsent | waiting), self.lease_seconds)
+            lost = sorted(self.unsent - kept)
+            if lost:
+                log.warning("mails %s not sent: their claim was lost", lost)
+            self.unsent &= kept
+            self.held_until = asked + self.lease_seconds
+        return message_id in self.unsent
 
     def _ready(self, rows: list) -> bool:
         """Whether a session can be had; if not, every row waits with the reason."""

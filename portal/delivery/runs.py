@@ -2,6 +2,7 @@
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 
 from flask import current_app
@@ -47,6 +48,7 @@ class LaneRun:
         """Send until the lane has no due mail (or the server fails); how many were tried."""
         try:
             while self.keep_going():
+                asked = time.monotonic()  # the lease runs from the claim statement's start on
                 claimed = store.claim(
                     self.token,
                     self.lane,
@@ -56,7 +58,7 @@ class LaneRun:
                 )
                 if not claimed:
                     break
-                self._deliver(store.load(claimed))
+                self._deliver(store.load(claimed), asked + self.lease_seconds)
                 if self.ids or (self.batch is not None and self.batch.broken):
                     break
         finally:
@@ -64,7 +66,7 @@ class LaneRun:
                 self.batch.close()
         return self.sent
 
-    def _deliver(self, rows: list) -> None:
+    def _deliver(self, rows: list, held_until: float) -> None:
         self.current.clear()  # settings saved since the last claim count from this one on
         mine, elsewhere = [], {}
         for row in rows:
@@ -84,7 +86,7 @@ class LaneRun:
         if self.batch is None:
             settings = self._current(mine[0].company_id).settings
             self.batch = Batch(settings, self.token, _Scopes(self))
-        self.batch.send(mine)
+        self.batch.send(mine, held_until)
         self.sent += len(mine)
 
     def _current(self, company_id: int | None) -> Current:

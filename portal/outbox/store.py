@@ -1,7 +1,7 @@
 """The outbox table's state changes: atomic claims, per-mail outcomes, leases and the sweep."""
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +19,7 @@ from portal.models import (
     OutboxMessage,
     utcnow,
 )
-from portal.outbox import handoff
+from portal.outbox import handoff, leases
 from portal.tenancy import served_by
 
 OUTBOX = OutboxMessage.__table__  # Core statements: no ORM bookkeeping on the send path
@@ -96,7 +96,7 @@ def claim(
             status=STATUS_SENDING,
             attempts=OUTBOX.c.attempts + 1,
             claim_token=token,
-            lease_until=now + timedelta(seconds=lease_seconds),
+            lease_until=leases.after(lease_seconds),
         )
         .returning(OUTBOX.c.id)
     )
@@ -202,13 +202,21 @@ def forget(ids: Sequence[int]) -> None:
 
 
 def renew_leases(tokens: Sequence[str], lease_seconds: float) -> None:
-    """Keep the mails claimed under these tokens ours: the heartbeat of live sessions (commits)."""
+    """Keep the mails claimed under these tokens ours: the heartbeat of live sessions (commits).
+
+    A lease only ever grows: a beat that waited (for the GIL, for a lock) never shortens the
+    one a session has just extended before sending (leases.hold).
+    """
     if tokens:
-        db.session.execute(
-            update(OUTBOX)
-            .where(OUTBOX.c.claim_token.in_(tokens), OUTBOX.c.status == STATUS_SENDING)
-            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        until = leases.after(lease_seconds)
+        renewed = leases.unlocked(
+            lambda t: [
+                t.c.claim_token.in_(tokens),
+                t.c.status == STATUS_SENDING,
+                t.c.lease_until < until,
+            ]
         )
+        db.session.execute(update(OUTBOX).where(renewed).values(lease_until=until))
     db.session.commit()
 
 
@@ -247,11 +255,13 @@ def release_claims(tokens: Sequence[str]) -> int:
 
 def release_expired() -> int:
     """Mails whose worker died mid-send (lease run out) go back to the queue."""
+    expired = leases.unlocked(
+        lambda t: [t.c.status == STATUS_SENDING, t.c.lease_until < leases.now()]
+    )
     result = db.session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.status == STATUS_SENDING, OutboxMessage.lease_until < utcnow())
+        update(OUTBOX)
+        .where(expired)
         .values(status=STATUS_QUEUED, lease_until=None, claim_token=None)
-        .execution_options(synchronize_session=False)
     )
     db.session.commit()
     return result.rowcount

@@ -67,6 +67,11 @@ class SmtpTimeoutError(SmtpError):
         self.timeout = timeout
 
 
+class SmtpWithdrawnError(SmtpError):
+    """The sender withdrew the mail before its final dot: the connection was dropped in DATA,
+    so the server discards what it got. Nothing was delivered."""
+
+
 class SmtpTlsError(SmtpError):
     """TLS could not be set up: bad certificate, not a TLS port, or STARTTLS not offered."""
 

@@ -4,7 +4,7 @@ import base64
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Self
@@ -18,6 +18,7 @@ from portal.wire.errors import (
     SmtpRecipientsRefusedError,
     SmtpTimeoutError,
     SmtpUnknownOutcomeError,
+    SmtpWithdrawnError,
     reply_error,
     secrets_of,
     text,
@@ -85,20 +86,30 @@ class SmtpSession:
             with self._clock.window(self.deadline):
                 self._open()
 
-    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> Delivery:
-        """Send one mail, reconnecting once if the server dropped us before the DATA phase."""
+    def send(
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        message: bytes,
+        go_ahead: Callable[[], bool] | None = None,
+    ) -> Delivery:
+        """Send one mail, reconnecting once if the server dropped us before the DATA phase.
+
+        `go_ahead` is asked right before the write that carries the final dot, the point after
+        which the mail is delivered: False (or an error) withdraws it (SmtpWithdrawnError).
+        """
         if not recipients:
             raise ValueError("no recipients")
         if any(c in a for a in [envelope_from, *recipients] for c in "\r\n\0"):
             raise SmtpPermanentError("address contains a line break", step="mail")
         with self._clock.window(self.deadline):
             try:
-                return self._attempt(envelope_from, recipients, message)
+                return self._attempt(envelope_from, recipients, message, go_ahead)
             except SmtpError as exc:
                 if not self._may_retry(exc):
                     raise
             self._drop()
-            return self._attempt(envelope_from, recipients, message)
+            return self._attempt(envelope_from, recipients, message, go_ahead)
 
     def close(self) -> None:
         """Say QUIT and close; errors are ignored, the mails are already accounted for."""
@@ -178,14 +189,20 @@ class SmtpSession:
         # On a refused token the server sends a JSON challenge; the empty answer ends the exchange.
         transport.auth("XOAUTH2", lambda challenge=None: initial if challenge is None else "")
 
-    def _attempt(self, sender: str, recipients: Sequence[str], message: bytes) -> Delivery:
+    def _attempt(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        go_ahead: Callable[[], bool] | None,
+    ) -> Delivery:
         if self._transport is None:
             self._open()
         transport = self._transport
         assert transport is not None
         try:
             with typed_errors(lambda: transport.step, self._secrets):
-                return self._transaction(transport, sender, recipients, message)
+                return self._transaction(transport, sender, recipients, message, go_ahead)
         except SmtpError as exc:
             self._recover(exc)
             if self._phase == "reply" and isinstance(exc, SmtpTimeoutError | SmtpConnectError):
@@ -193,7 +210,12 @@ class SmtpSession:
             raise
 
     def _transaction(
-        self, transport: Transport, sender: str, recipients: Sequence[str], message: bytes
+        self,
+        transport: Transport,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        go_ahead: Callable[[], bool] | None,
     ) -> Delivery:
         self._phase = "envelope"
         transport.command_encoding = "ascii"
@@ -221,7 +243,7 @@ class SmtpSession:
         if code != 354:
             raise reply_error("data", code, reply)
         self._phase = "content"
-        transport.send(dot_stuffed(message))
+        transport.send(dot_stuffed(message), None if go_ahead is None else _asking(go_ahead))
         self._phase = "reply"
         code, reply = transport.getreply()
         self._phase = "done"
@@ -253,6 +275,20 @@ class SmtpSession:
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
+
+
+def _asking(go_ahead: Callable[[], bool]) -> Callable[[], None]:
+    """The last check before the final dot: SmtpWithdrawnError unless `go_ahead` says yes."""
+
+    def check() -> None:
+        try:
+            going = go_ahead()
+        except Exception as exc:  # noqa: BLE001 - unsure counts as no: the dot stays unsent
+            raise SmtpWithdrawnError(f"withdrawn: {exc}", step="data") from exc
+        if not going:
+            raise SmtpWithdrawnError("withdrawn before the final dot", step="data")
+
+    return check
 
 
 def _mail_options(

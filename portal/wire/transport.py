@@ -227,18 +227,21 @@ class Transport(smtplib.SMTP):
                 self.trace.sent(line)
         self._write(b"".join(lines))
 
-    def send(self, s: bytes | str) -> None:
+    def send(self, s: bytes | str, before_last: Callable[[], None] | None = None) -> None:
+        """Write `s`; `before_last` runs right before the write that ends it (and may raise)."""
         if isinstance(s, str):
             s = s.encode(self.command_encoding)
         if self.trace is not None:
             self.trace.sent(s)
-        self._write(s)
+        self._write(s, before_last)
 
-    def _write(self, s: bytes) -> None:
+    def _write(self, s: bytes, before_last: Callable[[], None] | None = None) -> None:
         view = memoryview(s)
         for start in range(0, len(view), WRITE_CHUNK):
             if self.sock is None:
                 raise SmtpDisconnectedError("not connected", step=self.step)
+            if before_last is not None and start + WRITE_CHUNK >= len(view):
+                before_last()
             self._io(self.sock.sendall, view[start : start + WRITE_CHUNK])
 
     def _readline(self) -> bytes:

@@ -70,6 +70,15 @@ class Workers:
         wait_for(lambda: len(registered() - before) >= expected, "the worker to start")
         return process
 
+    def log(self, process: subprocess.Popen) -> str:
+        """What this worker.py has written so far."""
+        path = self.log_dir / f"worker-{self.running.index(process)}.log"
+        return path.read_text(errors="replace")
+
+    def send_signal(self, process: subprocess.Popen, sig: int) -> None:
+        """Send `sig` to the whole process group: SIGSTOP starves every engine thread at once."""
+        os.killpg(process.pid, sig)
+
     def kill(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the pool and its workers), and reap it."""
         with contextlib.suppress(ProcessLookupError):

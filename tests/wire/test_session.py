@@ -33,6 +33,7 @@ from portal.wire.errors import (
     SmtpTimeoutError,
     SmtpTlsError,
     SmtpUnknownOutcomeError,
+    SmtpWithdrawnError,
 )
 from portal.wire.session import Delivery, SmtpSession
 
@@ -296,6 +297,36 @@ def test_one_connection_carries_many_mails(start):
             smtp.send(SENDER, [TO], MESSAGE)
     assert smtp.sessions_opened == 1
     assert [len(c.messages) for c in server.handler.connections] == [3]
+
+
+def withdraws() -> bool:
+    return False
+
+
+def cannot_tell() -> bool:
+    raise RuntimeError("database unreachable")
+
+
+@pytest.mark.parametrize("go_ahead", [withdraws, cannot_tell])
+@pytest.mark.parametrize("size", [0, 300_000], ids=["small", "several-writes"])
+def test_a_mail_withdrawn_before_its_final_dot_never_arrives_and_the_next_one_does(
+    start, go_ahead, size
+):
+    server = start()
+    body = MESSAGE + b"x" * size + b"\r\n"
+    asked = []
+
+    def asking() -> bool:
+        asked.append(True)
+        return go_ahead()
+
+    with SmtpSession(config(server)) as smtp:
+        with pytest.raises(SmtpWithdrawnError) as caught:
+            smtp.send(SENDER, [TO], body, go_ahead=asking)
+        smtp.send(SENDER, ["bob@example.test"], MESSAGE, go_ahead=lambda: True)
+    assert caught.value.step == "data" and len(asked) == 1  # once, before the last write
+    assert smtp.sessions_opened == 2  # the withdrawn one's connection was dropped mid-DATA
+    assert server.handler.messages == [Message(SENDER, ["bob@example.test"], MESSAGE)]
 
 
 @pytest.mark.parametrize(
