@@ -60,6 +60,12 @@ def test_importing_the_worker_touches_no_database_and_no_redis(tmp_path):
     assert not (tmp_path / "instance").exists()
 
 
+def test_loading_the_web_app_hashes_no_password():
+    refuse = "def refuse(*args):\n    raise AssertionError('a password hashed at import')\n"
+    code = f"import argon2\n{refuse}argon2.PasswordHasher.hash = refuse\nimport portal.app"
+    assert "portal.accounts" in loaded_after(code)
+
+
 @pytest.mark.parametrize("name", [handoff.DELIVER, handoff.DELIVER_GROUP, "portal.delivery.sweep"])
 def test_job_names_already_queued_in_redis_still_resolve(name):
     assert name.startswith("portal.delivery.")
