@@ -1,6 +1,7 @@
 """User accounts: password hashing, login checks and one-time set-password links."""
 
 import hashlib
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -13,8 +14,6 @@ from portal.extensions import db
 from portal.models import User
 
 hasher = PasswordHasher()
-# Verified when the email is unknown, so a failed login takes as long either way.
-DUMMY_HASH = hasher.hash("not-a-real-password")
 # What a link is for; each purpose has its own lifetime (seconds) in the config.
 INVITATION = "invitation"
 RESET = "reset"
@@ -30,8 +29,9 @@ def set_password(user: User, password: str) -> None:
 def authenticate(email: str, password: str) -> User | None:
     """The user whose email and password match, or None."""
     user = find_by_email(email)
+    dummy = _dummy_hash()  # known or not: the first login of a process pays for it either way
     try:
-        hasher.verify(user.password_hash if user and user.password_hash else DUMMY_HASH, password)
+        hasher.verify(user.password_hash if user and user.password_hash else dummy, password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None or not user.password_hash:
@@ -39,6 +39,15 @@ def authenticate(email: str, password: str) -> User | None:
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)  # the same password: sessions stay
     return user
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so a failed login takes as long either way.
+
+    Made on first use, not at import: the worker and the console seldom check a password.
+    """
+    return hasher.hash("not-a-real-password")
 
 
 def find_by_email(email: str) -> User | None:

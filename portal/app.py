@@ -1,7 +1,5 @@
 """Assembly: create_app() wires config, extensions, blueprints and CLI; `main` is the console."""
 
-import os
-import secrets
 from pathlib import Path
 
 import click
@@ -9,8 +7,9 @@ from flask import Flask, render_template, request
 from flask.cli import FlaskGroup
 from werkzeug.exceptions import HTTPException
 
-from portal import cli, config, crypto, i18n, logs, redis_client
-from portal.config import DEFAULT_INSTANCE_PATH, ROOT, Config, database_url
+from portal import cli, redis_client
+from portal.config import ROOT
+from portal.core import create_core_app
 from portal.exceptions import ConfigError
 from portal.extensions import csrf, db, limiter, login_manager, migrate
 from portal.web import (
@@ -37,38 +36,15 @@ from portal.web.labels import ACTION_LABELS, AUTH_METHOD_NAMES, FIELD_LABELS, SE
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, CLI."""
-    test_config = test_config or {}
-    instance = test_config.get("INSTANCE_PATH") or os.environ.get("PORTAL_INSTANCE_PATH")
-    app = Flask(
-        __name__,
-        instance_path=str(instance or DEFAULT_INSTANCE_PATH),
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-    )
-    app.config.from_object(Config)
-    app.config.from_mapping(test_config)
-    config.finish(app.config)
-    logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
-    _private_instance(Path(app.instance_path))
-    app.config.setdefault("SQLALCHEMY_DATABASE_URI", None)
-    if not app.config["SQLALCHEMY_DATABASE_URI"]:
-        app.config["SQLALCHEMY_DATABASE_URI"] = database_url(
-            app.config["DATABASE_URL"], Path(app.instance_path)
-        )
-    if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
-
+    app = create_core_app(test_config)
     hosts.init_app(app)  # first: an untrusted Host is refused before anything else runs
     request_log.init_app(app)
-    db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     _init_limiter(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
-    crypto.init_app(app)
-    i18n.init_app(app)
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
@@ -97,16 +73,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     headers.init_app(app)
     health.init_app(app)
     return app
-
-
-def _private_instance(instance: Path) -> None:
-    """instance/ holds the database, keys and Redis: readable by the portal's user alone."""
-    # Process-wide, so the SQLite files, the key files and the embedded Redis (a child
-    # process) are all created 0600 whoever creates them first.
-    os.umask(0o077)
-    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if instance.stat().st_uid == os.getuid():
-        instance.chmod(0o700)  # one made world-readable before this release
 
 
 def _init_limiter(app: Flask) -> None:
@@ -138,15 +104,6 @@ def _init_limiter(app: Flask) -> None:
     limiter._storage_options.clear()
     limiter._storage_dead = False
     limiter.init_app(app)
-
-
-def _instance_secret(instance: Path) -> str:
-    """A session signing key kept under instance/, made on first start."""
-    path = instance / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 ERROR_PAGES = (400, 403, 404, 429)

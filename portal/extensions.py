@@ -1,12 +1,15 @@
-"""Flask extensions, created unbound; `create_app` binds them."""
+"""Flask extensions, created unbound; `create_app` binds them.
+
+`db` is made at import. The web's own (`migrate`, `login_manager`, `csrf`, `limiter`) are made
+on first use, the same object ever after: the worker needs the database alone, and starts
+sooner without loading Alembic and Flask-Limiter.
+"""
 
 import sqlite3
+import threading
 
-from flask_limiter import Limiter
-from flask_login import LoginManager, current_user
-from flask_migrate import Migrate
+from flask_login import current_user
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -26,9 +29,6 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate(render_as_batch=True, compare_type=True)
-login_manager = LoginManager()
-csrf = CSRFProtect()
 
 
 def _user_key() -> str:
@@ -36,8 +36,43 @@ def _user_key() -> str:
     return f"user:{current_user.id}" if current_user.is_authenticated else "anonymous"
 
 
-# Storage is Redis, set from REDIS_URL (or the embedded Redis) when the app is created.
-limiter = Limiter(key_func=_user_key)
+def _migrate():
+    from flask_migrate import Migrate
+
+    return Migrate(render_as_batch=True, compare_type=True)
+
+
+def _login_manager():
+    from flask_login import LoginManager
+
+    return LoginManager()
+
+
+def _csrf():
+    from flask_wtf.csrf import CSRFProtect
+
+    return CSRFProtect()
+
+
+def _limiter():
+    from flask_limiter import Limiter
+
+    # Storage is Redis, set from REDIS_URL (or the embedded Redis) when the app is created.
+    return Limiter(key_func=_user_key)
+
+
+_WEB = {"migrate": _migrate, "login_manager": _login_manager, "csrf": _csrf, "limiter": _limiter}
+_made = threading.Lock()
+
+
+def __getattr__(name: str):
+    """A web extension, made on first use (`from portal.extensions import limiter` included)."""
+    if name not in _WEB:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _made:  # two threads at once must still get one limiter
+        if name not in globals():
+            globals()[name] = _WEB[name]()
+    return globals()[name]
 
 
 @event.listens_for(Engine, "connect")

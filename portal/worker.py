@@ -9,7 +9,7 @@ from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
 from portal import logs, redis_client
-from portal.app import create_app
+from portal.core import create_core_app
 from portal.delivery.engine import Engine
 from portal.outbox import handoff
 
@@ -27,7 +27,7 @@ class PortalWorker(SimpleWorker):
     app: Flask | None = None
 
     def work(self, *args, **kwargs) -> bool:
-        PortalWorker.app = create_app()  # once per process, after the pool's fork
+        PortalWorker.app = create_core_app()  # once per process, after the pool's fork
         engine = Engine(PortalWorker.app)
         engine.start()
         try:
@@ -37,7 +37,7 @@ class PortalWorker(SimpleWorker):
 
     def execute_job(self, job, queue):
         if PortalWorker.app is None:
-            PortalWorker.app = create_app()
+            PortalWorker.app = create_core_app()
         with PortalWorker.app.app_context(), logs.bound(job_id=job.id):
             return super().execute_job(job, queue)
 
@@ -45,7 +45,7 @@ class PortalWorker(SimpleWorker):
 def main(processes: int | None = None) -> None:
     """Start a pool of workers on the mail queue until stopped."""
     processes = processes or int(os.environ.get("PORTAL_WORKER_PROCESSES", DEFAULT_PROCESSES))
-    app = create_app()
+    app = create_core_app()
     pool = WorkerPool(
         [handoff.QUEUE_NAME],
         connection=redis_client.connection(app),

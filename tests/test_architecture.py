@@ -60,6 +60,24 @@ def test_importing_the_worker_touches_no_database_and_no_redis(tmp_path):
     assert not (tmp_path / "instance").exists()
 
 
+# What only the web and the console use: pages, forms, migrations, rate limits, the console.
+WEB_ONLY = {"portal.app", "portal.cli", "flask_migrate", "alembic", "flask_limiter", "flask_wtf"}
+
+
+def test_the_worker_and_its_app_load_no_page_form_migration_or_rate_limit_code(tmp_path):
+    env = {**os.environ, "PORTAL_INSTANCE_PATH": str(tmp_path / "instance")}
+    code = "from portal.worker import create_core_app\nassert not create_core_app().blueprints"
+    loaded = loaded_after(code, env)
+    assert WEB_ONLY.isdisjoint(loaded)
+    assert not [name for name in loaded if name == "portal.web" or name.startswith("portal.web.")]
+
+
+def test_loading_the_web_app_hashes_no_password():
+    refuse = "def refuse(*args):\n    raise AssertionError('a password hashed at import')\n"
+    code = f"import argon2\n{refuse}argon2.PasswordHasher.hash = refuse\nimport portal.app"
+    assert "portal.accounts" in loaded_after(code)
+
+
 @pytest.mark.parametrize("name", [handoff.DELIVER, handoff.DELIVER_GROUP, "portal.delivery.sweep"])
 def test_job_names_already_queued_in_redis_still_resolve(name):
     assert name.startswith("portal.delivery.")

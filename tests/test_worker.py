@@ -1,16 +1,25 @@
 """The real worker process (worker.py) against real Redis, database and SMTP servers."""
 
+import email
 import time
+from email import policy
 
 from sqlalchemy import update
 from support.factories import configure, queue, row
 from support.oauth import consent
 from support.smtp_servers import RecordingHandler, smtp_server
-from support.workers import WAIT_SECONDS, all_message_ids, message_ids, wait_until_final
+from support.workers import (
+    WAIT_SECONDS,
+    all_message_ids,
+    message_ids,
+    wait_for,
+    wait_until_final,
+)
 
 from portal import redis_client
 from portal.extensions import db
 from portal.models import OAuthGrant, utcnow
+from portal.outbox import system_mail
 from portal.settings.resolution import DEFAULT_MAX_SESSIONS
 
 
@@ -101,3 +110,17 @@ def test_oauth_mail_waits_for_reauthorization_then_goes_out(
     assert consent(connected, provider).status_code == 303
     wait_until_final(23)
     assert set(message_ids(smtp.handler)) == all_message_ids()
+
+
+def test_a_reset_request_handed_to_the_worker_arrives_with_its_link(workers, people):
+    """The worker's app (no pages) still renders the system mails its RQ jobs queue."""
+    with smtp_server() as server:
+        configure(people.acme, port=server.port)
+        workers.start()
+        system_mail.request_reset(people.acme_admin.email, "http://portal.test/set-password/")
+        wait_for(lambda: len(server.handler.messages) == 1, "the reset mail")
+    (arrived,) = server.handler.messages
+    mail = email.message_from_bytes(arrived.data, policy=policy.default)
+    assert arrived.rcpt_tos == [people.acme_admin.email]
+    assert mail["Subject"] == system_mail.RESET_SUBJECT
+    assert "http://portal.test/set-password/" in mail.get_body(("plain",)).get_content()

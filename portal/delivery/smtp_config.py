@@ -5,7 +5,6 @@ from functools import partial
 from flask import current_app
 
 from portal import crypto
-from portal.keys import tokens
 from portal.settings.resolution import EffectiveSettings, clear_auth_problem, egress_policy
 from portal.wire import egress
 from portal.wire.config import SmtpConfig
@@ -20,6 +19,9 @@ def client_config(
     """
     token_source = None
     if settings.uses_oauth:
+        # Here, not at import: requests and Authlib would slow every worker's start.
+        from portal.keys import tokens
+
         password, token_source = None, partial(tokens.access_token, settings.auth_config_id)
     elif password is None and settings.auth_enabled and settings.password_encrypted:
         password = crypto.decrypt(settings.password_encrypted)

@@ -4,8 +4,6 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
-import dkim
-
 # Signed where present; From always is.
 SIGNED_HEADERS = (
     "From",
@@ -41,6 +39,8 @@ def from_domain(raw: bytes) -> str | None:
 
 def sign(raw: bytes, key: SigningKey) -> bytes:
     """The mail with a DKIM-Signature header in front; the rest of the bytes unchanged."""
+    import dkim  # here: it loads dnspython, which a worker sending unsigned mail never needs
+
     headers = BytesHeaderParser().parsebytes(raw)
     present = [name for name in SIGNED_HEADERS if name in headers]
     signature = dkim.sign(
