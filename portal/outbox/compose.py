@@ -16,8 +16,20 @@ from portal.models import Company, User, utcnow
 from portal.outbox.headers import POLICY
 from portal.settings.resolution import EffectiveSettings
 from portal.text import CONTROL_CHARS, normalize_email, to_text
+from portal.wire.texts import N_
 
 MAX_SUBJECT_CHARS = 998
+# In English as the API answers them; a screen translates them when it shows them (N_).
+MSG_NO_SENDER = N_("No sender address is configured for this company.")
+MSG_BAD_ADDRESS_WHY = N_("Not a valid email address: %(address)s. %(reason)s")
+MSG_BAD_ADDRESS = N_("Not a valid email address: %(address)s")
+MSG_NO_RECIPIENT = N_("Give at least one recipient.")
+MSG_TOO_MANY_RECIPIENTS = N_("At most %(count)d recipients per mail.")
+MSG_SUBJECT_CHARS = N_("Line breaks and NUL characters are not allowed in the subject.")
+MSG_SUBJECT_LENGTH = N_("Use at most %(count)d characters.")
+MSG_NO_BODY = N_("Give a text or an HTML body.")
+MSG_BAD_ATTACHMENT = N_("Bad attachment name or type: %(name)s")
+MSG_TOO_LARGE = N_("The mail is larger than %(count)d bytes.")
 MAX_RECIPIENTS = 100
 BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # ends the header block
 # A header value the email package writes back as given: printable ASCII words with single
@@ -57,9 +69,9 @@ def _addresses(
         try:
             found.append(normalize_email(value, internal))
         except EmailNotValidError as exc:
-            errors[field_name] = f"Not a valid email address: {value!r}. {exc}"
+            errors[field_name] = MSG_BAD_ADDRESS_WHY % {"address": repr(value), "reason": exc}
         except Exception:  # noqa: BLE001 - not a string: no reason to give
-            errors[field_name] = f"Not a valid email address: {value!r}"
+            errors[field_name] = MSG_BAD_ADDRESS % {"address": repr(value)}
     return found
 
 
@@ -69,7 +81,7 @@ def _sender(settings: EffectiveSettings) -> tuple[str, str]:
     if not address and settings.username and "@" in settings.username:
         address = settings.username
     if not address:
-        raise MailValidationError({"from": "No sender address is configured for this company."})
+        raise MailValidationError({"from": MSG_NO_SENDER})
     return address, settings.sender_name or ""
 
 
@@ -126,18 +138,18 @@ def compose(
     reply_list = _addresses("reply_to", [reply_to] if reply_to else [], errors, internal)
     recipients = tuple(dict.fromkeys(to_list + cc_list + bcc_list))
     if not recipients and "to" not in errors:
-        errors["to"] = "Give at least one recipient."
+        errors["to"] = MSG_NO_RECIPIENT
     if len(recipients) > MAX_RECIPIENTS:
-        errors["to"] = f"At most {MAX_RECIPIENTS} recipients per mail."
+        errors["to"] = MSG_TOO_MANY_RECIPIENTS % {"count": MAX_RECIPIENTS}
     if CONTROL_CHARS.search(subject or ""):
-        errors["subject"] = "Line breaks and NUL characters are not allowed in the subject."
+        errors["subject"] = MSG_SUBJECT_CHARS
     elif len(subject or "") > MAX_SUBJECT_CHARS:
-        errors["subject"] = f"Use at most {MAX_SUBJECT_CHARS} characters."
+        errors["subject"] = MSG_SUBJECT_LENGTH % {"count": MAX_SUBJECT_CHARS}
     if not text and not html:
-        errors["text"] = "Give a text or an HTML body."
+        errors["text"] = MSG_NO_BODY
     for attachment in attachments:
         if CONTROL_CHARS.search(attachment.filename) or "/" not in attachment.content_type:
-            errors["attachments"] = f"Bad attachment name or type: {attachment.filename!r}"
+            errors["attachments"] = MSG_BAD_ATTACHMENT % {"name": repr(attachment.filename)}
     if errors:
         raise MailValidationError(errors)
 
@@ -164,7 +176,7 @@ def compose(
         headers, body_text, html, settings.footer_html, text, attachments
     )
     if len(raw) > max_bytes:
-        raise MailValidationError({"size": f"The mail is larger than {max_bytes} bytes."})
+        raise MailValidationError({"size": MSG_TOO_LARGE % {"count": max_bytes}})
     return Composed(message_id, sender.addr_spec, recipients, subject or "", raw)
 
 

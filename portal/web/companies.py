@@ -12,6 +12,7 @@ from portal.models import Company, User
 from portal.outbox import system_mail
 from portal.text import duration_text
 from portal.web.access import superuser_required, visible_company
+from portal.web.connection_texts import recognized
 from portal.web.forms import CompanyEditForm, CompanyForm, InviteForm
 from portal.web.htmx import UNPROCESSABLE, is_htmx, respond
 from portal.web.links import external_url
@@ -135,7 +136,7 @@ def _send_invitation(user: User, company: Company) -> dict:
     try:
         system_mail.send_invitation(user, company, link)
     except MailValidationError as exc:
-        invitation["problem"] = " ".join(exc.errors.values())
+        invitation["problem"] = " ".join(recognized(str(text)) for text in exc.errors.values())
     invitation["valid_for"] = duration_text(accounts.link_max_age(accounts.INVITATION))
     return invitation
 

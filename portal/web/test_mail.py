@@ -10,6 +10,7 @@ from portal.extensions import limiter
 from portal.models import FINAL_STATUSES, Company, OutboxMessage
 from portal.outbox import test_mail
 from portal.web.access import current_scope, superuser_required, visible_company
+from portal.web.connection_texts import recognized
 from portal.web.htmx import UNPROCESSABLE, is_htmx
 
 bp = Blueprint("test_mail", __name__)
@@ -50,7 +51,9 @@ def _send(company: Company | None):
     try:
         message = test_mail.send(company, current_user, request.form.get("queue_recipient", ""))
     except MailValidationError as exc:
-        return _refusal(" ".join(map(str, exc.errors.values())), UNPROCESSABLE)
+        return _refusal(
+            " ".join(recognized(str(text)) for text in exc.errors.values()), UNPROCESSABLE
+        )
     if not is_htmx():
         return redirect(url_for("maillog.detail", message_id=message.id), 303)
     return _panel(message)

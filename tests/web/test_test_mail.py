@@ -115,6 +115,16 @@ def test_a_refusal_is_written_in_the_admins_language(as_acme, people):
     assert "Zadejte adresu, na kterou se má testovací e-mail odeslat." in answer.text
 
 
+def test_a_mail_the_outbox_refuses_is_told_in_the_admins_language(as_acme, people):
+    people.acme_admin.language = "pt_BR"
+    db.session.commit()
+    configure(people.acme, port=2525, sender_address=None)  # no sender anywhere
+    answer = as_acme.post(send_url(people.acme), {"queue_recipient": "ops@example.org"}, htmx=True)
+    assert answer.status_code == 422
+    assert "Nenhum endereço de remetente está configurado para esta empresa." in answer.text
+    assert stored_mails() == []
+
+
 @pytest.mark.parametrize("recipient", ["", "not an address", "ops@"])
 def test_a_bad_recipient_is_refused_and_nothing_is_queued(as_superuser, people, recipient):
     configure(port=2525)
