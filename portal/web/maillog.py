@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from flask import (
     Blueprint,
@@ -31,7 +31,6 @@ from portal.models import (
     STATUS_SENT,
     STATUS_UNKNOWN,
     Company,
-    as_utc,
 )
 from portal.outbox import dashboard, handoff, queries
 from portal.outbox.queries import STATUSES, CursorError, LogFilter, Page
@@ -91,12 +90,6 @@ def _status_labels() -> dict[str, str]:
 def status_label(status: str | None) -> str:
     """A mail's (or a recipient's, or an attempt's) stored status, named in the page's language."""
     return _status_labels().get(status or "", status or "")
-
-
-@bp.app_template_filter("utc_time")
-def utc_time(moment: datetime | None) -> str:
-    """A stored time shown in UTC, whatever the database session's time zone."""
-    return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "—"
 
 
 def _date(value: str, name: str, errors: dict[str, str]) -> date | None:
