@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import lru_cache
 from html import escape
 
 from email_validator import EmailNotValidError
@@ -89,21 +90,27 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
+@lru_cache(maxsize=1024)
+def _address(name: str, addr_spec: str) -> Address:
+    """An address header value; immutable, and parsed once per sender (most mail has few)."""
+    return Address(display_name=name, addr_spec=addr_spec)
+
+
 def _from_headers(
     settings: EffectiveSettings, user: User | None, company: Company | None
 ) -> tuple[Address, Address | None, Address | None]:
     """(From, Sender, Reply-To) by the sender rules; None where the header is not set."""
     address, name = _sender(settings)
-    configured = Address(display_name=name, addr_spec=address)
+    configured = _address(name, address)
     if user is None or settings.all_use_default_sender:
         return configured, None, None
-    user_address = Address(display_name=user.name or "", addr_spec=user.email)
+    user_address = _address(user.name or "", user.email)
     if _domain(user.email) == _domain(address):
         return user_address, configured, None
     # Servers refuse (and DMARC fails) mail "from" a foreign domain: send as ourselves, on behalf.
     via = company.name if company is not None else (name or _domain(address))
     label = f"{user.name or user.email} (via {via})"
-    return Address(display_name=label, addr_spec=address), None, user_address
+    return _address(label, address), None, user_address
 
 
 def _with_footer_html(html: str, footer: str | None) -> str:

@@ -5,6 +5,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import insert
 
 from portal import crypto
 from portal.exceptions import BatchValidationError, MailValidationError
@@ -28,15 +29,16 @@ MSG_UNKNOWN = "Unknown field."
 MSG_TOO_MANY = f"At most {MAX_BATCH} mails per call."
 
 
-def _row(
+def _values(
     current: Current,
     company: Company | None,
     user: User | None,
     composed: Composed,
     one_time_link: bool,
-) -> OutboxMessage:
+) -> dict[str, Any]:
+    """The outbox row of a rendered mail, as column values."""
     lane = current.lane
-    return OutboxMessage(
+    return dict(
         company_id=stored_id(company),
         user_id=stored_id(user),
         message_id=composed.message_id,
@@ -112,7 +114,8 @@ def send(
         "user": user,
     }
     current = resolve_current(company)
-    message = _row(current, company, user, _compose(current, company, mail), one_time_link)
+    rendered = _compose(current, company, mail)
+    message = OutboxMessage(**_values(current, company, user, rendered, one_time_link))
     db.session.add(message)
     db.session.flush()
     ids = [message.id]  # read before the commit expires the row
@@ -162,12 +165,13 @@ def send_many(
         return []
     current = resolve_current(company)
     composed = _validated(current, company, mails)
-    messages = [
-        _row(current, company, mail.get("user"), rendered, bool(mail.get("one_time_link")))
+    rows = [
+        _values(current, company, mail.get("user"), rendered, bool(mail.get("one_time_link")))
         for mail, rendered in zip(mails, composed, strict=True)
     ]
-    db.session.add_all(messages)
-    db.session.flush()
+    # One INSERT for all, past the unit of work: the rows come back as objects of the session.
+    inserted = insert(OutboxMessage).returning(OutboxMessage, sort_by_parameter_order=True)
+    messages = list(db.session.scalars(inserted, rows))
     ids = [message.id for message in messages]  # read before the commit expires the rows
     if before_commit is not None:
         before_commit(messages)
