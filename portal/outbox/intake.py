@@ -156,7 +156,7 @@ def send_many(
 
     Each mapping holds send()'s keyword arguments. Every mail is validated before anything
     is stored: BatchValidationError names each bad one ("mails[3].to") and nothing is
-    stored then. The rows are inserted in one flush and committed together, then the
+    stored then. The rows are inserted in one statement and committed together, then the
     workers get one wake-up for all. `before_commit` gets the rows, their ids known.
     """
     if len(mails) > MAX_BATCH:
