@@ -9,13 +9,12 @@ from playwright.sync_api import Page
 from support.browser import log_in
 from support.catalogs import TRANSLATED
 from support.catalogs import read as read_catalog
-from support.factories import configure
+from support.factories import fill_screens
 from support.languages import english_left, read, render
 
-from portal import catcher, outbox
+from portal import catcher
 from portal.extensions import db
 from portal.i18n import DEFAULT_LANGUAGE, LANGUAGES
-from portal.keys import api_keys, dkim
 from portal.models import AuditEntry, User, utcnow
 
 pytestmark = pytest.mark.browser
@@ -65,12 +64,7 @@ def shots(tmp_path_factory):
 @pytest.fixture
 def seeded(app, people):
     """Something on every screen: mails, DKIM keys, an API key, history, a caught mail."""
-    configure(people.acme, sender_address="mail@acme.example.com")
-    configure(sender_address="noreply@example.com")
-    mail = outbox.send(people.acme, to=["ann@example.org"], subject="Welcome aboard", text="Hi Ann")
-    dkim.generate(people.acme, "acme.example.com", "portal1", people.acme_admin)
-    dkim.generate(None, "example.com", "portal1", people.superuser)
-    api_keys.create(people.acme, "Shop backend", people.acme_admin)
+    mail = fill_screens(people)
     for minutes, (action, changes, company) in enumerate(
         [
             ("mail_settings.update", {"port": {"old": 25, "new": 587}}, None),

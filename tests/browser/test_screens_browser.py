@@ -5,11 +5,10 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, expect
 from support.browser import log_in, shot
-from support.factories import configure
+from support.factories import fill_screens
 
-from portal import accounts, catcher, outbox
+from portal import accounts, catcher
 from portal.extensions import db
-from portal.keys import api_keys, dkim
 
 pytestmark = pytest.mark.browser
 WIDTHS = (1280, 390, 360)
@@ -43,12 +42,7 @@ class Screen:
 @pytest.fixture
 def filled(app, people):
     """Something on every screen: a mail in the log, a DKIM key, an API key, a caught mail."""
-    configure(people.acme, sender_address="mail@acme.example.com")
-    configure(sender_address="noreply@example.com")
-    mail = outbox.send(people.acme, to=["ann@example.org"], subject="Welcome aboard", text="Hi Ann")
-    dkim.generate(people.acme, "acme.example.com", "portal1", people.acme_admin)
-    dkim.generate(None, "example.com", "portal1", people.superuser)
-    api_keys.create(people.acme, "Shop backend", people.acme_admin)
+    mail = fill_screens(people)
     db.session.commit()
     caught = catcher.caught_dir(app.instance_path)
     caught.mkdir(parents=True, exist_ok=True)

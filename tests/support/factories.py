@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from portal import crypto, delivery, outbox, redis_client
 from portal.extensions import db
+from portal.keys import api_keys, dkim
 from portal.models import Company, MailConfig, OutboxMessage
 from portal.outbox import handoff
 from portal.settings.resolution import global_config
@@ -100,3 +101,15 @@ def global_with_password(**overrides) -> MailConfig:
             **overrides,
         }
     )
+
+
+def fill_screens(people) -> OutboxMessage:
+    """Something on every screen: a mail in the log, DKIM keys, an API key. Commits."""
+    configure(people.acme, sender_address="mail@acme.example.com")
+    configure(sender_address="noreply@example.com")
+    mail = outbox.send(people.acme, to=["ann@example.org"], subject="Welcome aboard", text="Hi Ann")
+    dkim.generate(people.acme, "acme.example.com", "portal1", people.acme_admin)
+    dkim.generate(None, "example.com", "portal1", people.superuser)
+    api_keys.create(people.acme, "Shop backend", people.acme_admin)
+    db.session.commit()
+    return mail
