@@ -27,16 +27,15 @@ def known(code: str | None) -> str | None:
     return code if code in LANGUAGES else None
 
 
+def _chosen(user) -> str | None:
+    """The language set for a user on purpose: their own, else their company's default."""
+    company = getattr(user, "company", None)
+    return known(user.language) or known(company.default_language if company else None)
+
+
 def language_of(user) -> str:
     """The language to write to a user in, with no browser: theirs, their company's, or English."""
-    if user is None:
-        return DEFAULT_LANGUAGE
-    company = getattr(user, "company", None)
-    return (
-        known(user.language)
-        or known(company.default_language if company else None)
-        or DEFAULT_LANGUAGE
-    )
+    return (_chosen(user) if user is not None else None) or DEFAULT_LANGUAGE
 
 
 def select_locale() -> str:
@@ -45,15 +44,13 @@ def select_locale() -> str:
     A user's own choice first, then the company's default for its admins (chosen on purpose,
     so it wins over a browser's header), then Accept-Language, then English.
     """
-    if has_request_context() and current_user and current_user.is_authenticated:
-        chosen = known(current_user.language) or known(
-            current_user.company.default_language if current_user.company else None
-        )
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
+    if current_user and current_user.is_authenticated:
+        chosen = _chosen(current_user)
         if chosen:
             return chosen
-    if has_request_context():
-        return _accepted(request.accept_languages)
-    return DEFAULT_LANGUAGE
+    return _accepted(request.accept_languages)
 
 
 def _accepted(accepted) -> str:
